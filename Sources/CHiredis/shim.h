@@ -1,0 +1,4 @@
+#ifndef HEARTBEAT_CHIREDIS_SHIM_H
+#define HEARTBEAT_CHIREDIS_SHIM_H
+#include <hiredis/hiredis.h>
+#endif

@@ -1,0 +1,43 @@
+import Configuration
+import Foundation
+import Hummingbird
+import Logging
+import Shared
+
+/// `heartbeat-ingest`: the device-facing heartbeat gateway. Stateless; configure with environment
+/// variables (see README.md); stops gracefully on SIGTERM or SIGINT.
+@main
+struct App {
+    static func main() async throws {
+        if CommandLine.arguments.contains(where: { $0 == "--help" || $0 == "-h" }) {
+            print(usage)
+            return
+        }
+        let configuration: IngestConfiguration
+        do {
+            configuration = try IngestConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider()))
+        } catch {
+            FileHandle.standardError.write(Data("heartbeat-ingest: \(error)\n".utf8))
+            exit(2)
+        }
+        var logger = Logger(label: "heartbeat-ingest")
+        logger.logLevel = configuration.logLevel
+        let registry = MetricsBootstrap.prometheus()
+        let app = buildApplication(configuration: configuration, metricsRegistry: registry, logger: logger)
+        try await app.runService()
+    }
+
+    static let usage = """
+        heartbeat-ingest: device heartbeat gateway (HTTP → Redis)
+
+        Configured through environment variables:
+          HTTP_HOST, HTTP_PORT                 listen address (default 0.0.0.0:8080)
+          REDIS_URL                            redis://[[user]:password@]host[:port][/db] (default redis://127.0.0.1:6379)
+          REDIS_TIMEOUT_SECONDS                connect and reply timeout (default 1)
+          REDIS_CONNECTIONS                    pipelined Redis connections (default 2)
+          BUCKETS                              Redis key buckets, fixed per deployment (default 16)
+          HEARTBEAT_MIN_INTERVAL_SECONDS       closer heartbeats get 429 (default 1, 0 = off)
+          HISTORY_STREAM_MAX_LENGTH            cap of each bucket's history stream (default 1000000)
+          LOG_LEVEL                            trace … critical (default info)
+        """
+}

@@ -1,0 +1,40 @@
+import Hummingbird
+import Logging
+import Prometheus
+import Shared
+
+/// Builds the gateway on Redis: the client (a service closed after the HTTP server) and the router.
+func buildApplication(
+    configuration: IngestConfiguration, metricsRegistry: PrometheusCollectorRegistry, logger: Logger
+) -> some ApplicationProtocol {
+    let redis = RedisClient(configuration: configuration.redis, logger: logger)
+    let store = RedisHeartbeatStore(
+        redis: redis, keys: configuration.keys,
+        minimumInterval: configuration.minimumHeartbeatInterval, historyStreamCap: configuration.historyStreamCap)
+    let router = buildRouter(store: store, metricsRegistry: metricsRegistry, maxBodyBytes: configuration.maxBodyBytes)
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heartbeat-ingest"),
+        services: [redis],
+        logger: logger)
+    app.beforeServerStarts {
+        do {
+            try await redis.load([HeartbeatScript.script])
+        } catch {
+            // Not fatal: the gateway answers 503 until Redis is back, and scripts load on first use.
+            logger.warning("could not preload scripts; Redis unreachable?", metadata: ["error": "\(error)"])
+        }
+    }
+    return app
+}
+
+/// The gateway's routes over any ``HeartbeatStore``.
+func buildRouter(
+    store: any HeartbeatStore, metricsRegistry: PrometheusCollectorRegistry, maxBodyBytes: Int = 16 * 1024
+) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
+    HeartbeatController(store: store, maxBodyBytes: maxBodyBytes, metrics: IngestMetrics()).addRoutes(to: router)
+    HealthController(store: store, metricsRegistry: metricsRegistry).addRoutes(to: router)
+    return router
+}

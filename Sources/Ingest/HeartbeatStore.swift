@@ -1,0 +1,18 @@
+import Shared
+
+/// What recording a heartbeat produced.
+enum HeartbeatOutcome: Sendable, Equatable {
+    /// Recorded at `serverTime`; the device's assigned playlist (if any) and its pending commands (JSON objects).
+    case recorded(serverTime: UTCTimestamp, assignedPlaylist: String?, commands: [String])
+    case unknownDevice
+    case wrongToken
+    case tooFrequent(retryAfter: Duration)
+}
+
+/// Where heartbeats go: the seam between the HTTP route and Redis.
+protocol HeartbeatStore: Sendable {
+    /// Checks the token and records the heartbeat atomically, returning what the device should know.
+    func record(_ heartbeat: HeartbeatPayload, tokenHash: String) async throws -> HeartbeatOutcome
+    /// Throws when the store cannot be reached.
+    func checkReachable() async throws
+}

@@ -1,0 +1,29 @@
+import Configuration
+import Logging
+import Shared
+
+/// Everything the gateway reads from its environment, parsed and validated once at start.
+struct IngestConfiguration: Sendable {
+    var host: String
+    var port: Int
+    var redis: RedisClient.Configuration
+    var keys: KeySchema
+    /// Heartbeats closer together than this are refused with `429` (zero disables the check).
+    var minimumHeartbeatInterval: Duration
+    /// Approximate cap of each bucket's history stream, so a stalled history writer cannot exhaust Redis memory.
+    var historyStreamCap: Int
+    /// Largest heartbeat body accepted.
+    var maxBodyBytes: Int
+    var logLevel: Logger.Level
+
+    init(reader: ConfigReader) throws(ConfigurationError) {
+        host = reader.text("http.host", default: "0.0.0.0")
+        port = try reader.port("http.port", default: 8080)
+        redis = try reader.redisClientConfiguration()
+        keys = try reader.keySchema()
+        minimumHeartbeatInterval = try reader.seconds("heartbeat.min.interval.seconds", default: 1, allowZero: true)
+        historyStreamCap = try reader.integer("history.stream.max.length", default: 1_000_000, in: 1_000...1_000_000_000)
+        maxBodyBytes = 16 * 1024
+        logLevel = try reader.logLevel()
+    }
+}

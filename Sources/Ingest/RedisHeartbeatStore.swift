@@ -1,0 +1,56 @@
+import Shared
+
+/// Records heartbeats in Redis with one `EVALSHA` of ``HeartbeatScript`` each.
+struct RedisHeartbeatStore: HeartbeatStore {
+    let redis: RedisClient
+    let keys: KeySchema
+    let minimumInterval: Duration
+    let historyStreamCap: Int
+
+    func record(_ heartbeat: HeartbeatPayload, tokenHash: String) async throws -> HeartbeatOutcome {
+        let id = heartbeat.deviceID
+        let bucket = keys.bucket(of: id)
+        let reply = try await redis.run(
+            HeartbeatScript.script,
+            keys: [
+                keys.online(bucket: bucket), keys.device(id), keys.commands(id),
+                keys.transitions(bucket: bucket), keys.history(bucket: bucket),
+            ],
+            arguments: [
+                id.string, tokenHash, heartbeat.storedJSON, String(heartbeat.deviceTime.millisecondsSinceEpoch),
+                String(Int64(minimumInterval / .milliseconds(1))), String(historyStreamCap),
+            ]
+        )
+        return try Self.outcome(of: reply)
+    }
+
+    func checkReachable() async throws {
+        guard try await redis.execute(["PING"]).string == "PONG" else {
+            throw RedisError.unexpectedReply("PING did not answer PONG")
+        }
+    }
+
+    /// Decodes the script's reply (see ``HeartbeatScript``).
+    static func outcome(of reply: RedisValue) throws -> HeartbeatOutcome {
+        guard let items = reply.array, let code = items.first?.integer,
+            let status = HeartbeatScript.Status(rawValue: code)
+        else { throw RedisError.unexpectedReply("heartbeat script returned \(reply)") }
+        switch status {
+        case .unknownDevice: return .unknownDevice
+        case .wrongToken: return .wrongToken
+        case .tooFrequent:
+            guard items.count == 4, let waitMs = items[3].integer else {
+                throw RedisError.unexpectedReply("heartbeat script returned \(reply)")
+            }
+            return .tooFrequent(retryAfter: .milliseconds(waitMs))
+        case .recorded:
+            guard items.count >= 4, let seconds = items[1].integer, let micros = items[2].integer,
+                let playlist = items[3].string
+            else { throw RedisError.unexpectedReply("heartbeat script returned \(reply)") }
+            return .recorded(
+                serverTime: UTCTimestamp(seconds: seconds, microseconds: micros),
+                assignedPlaylist: playlist.isEmpty ? nil : playlist,
+                commands: items.dropFirst(4).compactMap(\.string))
+        }
+    }
+}

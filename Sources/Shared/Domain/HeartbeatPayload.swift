@@ -1,0 +1,67 @@
+/// A validated heartbeat body, as a device sends it:
+///
+/// ```json
+/// {"device_id":"uuid","timestamp":"2026-02-02T10:30:00Z","current_playlist":"playlist-uuid",
+///  "storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"1.2.3"}
+/// ```
+///
+/// Only `device_id` and `timestamp` are required; unknown fields are ignored.
+/// Build one with ``decode(json:)``, which applies every validation rule.
+public struct HeartbeatPayload: Sendable, Equatable {
+    public struct StorageStatus: Sendable, Equatable {
+        public var totalGB: Double
+        public var usedGB: Double
+
+        public init(totalGB: Double, usedGB: Double) {
+            self.totalGB = totalGB
+            self.usedGB = usedGB
+        }
+    }
+
+    public var deviceID: DeviceID
+    /// The device's own clock; stored for skew reporting, never used for liveness.
+    public var deviceTime: UTCTimestamp
+    public var currentPlaylist: String?
+    public var storage: StorageStatus?
+    public var networkStatus: String?
+    public var playerVersion: String?
+
+    public init(
+        deviceID: DeviceID, deviceTime: UTCTimestamp, currentPlaylist: String? = nil,
+        storage: StorageStatus? = nil, networkStatus: String? = nil, playerVersion: String? = nil
+    ) {
+        self.deviceID = deviceID
+        self.deviceTime = deviceTime
+        self.currentPlaylist = currentPlaylist
+        self.storage = storage
+        self.networkStatus = networkStatus
+        self.playerVersion = playerVersion
+    }
+
+    /// Limits applied by validation.
+    public enum Limits {
+        public static let playlistLength = 128
+        public static let networkStatusLength = 64
+        public static let playerVersionLength = 64
+        /// Largest storage figure accepted, in GB (an exabyte).
+        public static let storageGB = 1e9
+    }
+
+    /// The payload as compact JSON in the wire field names: what Redis stores as the latest payload
+    /// and as the history row. Always valid JSON, whatever the strings contain.
+    public var storedJSON: String {
+        var json = JSONText.Object()
+        json.add("device_id", string: deviceID.string)
+        json.add("timestamp", string: deviceTime.iso8601)
+        if let currentPlaylist { json.add("current_playlist", string: currentPlaylist) }
+        if let storage {
+            var inner = JSONText.Object()
+            inner.add("total_gb", number: storage.totalGB)
+            inner.add("used_gb", number: storage.usedGB)
+            json.add("storage_status", raw: inner.text)
+        }
+        if let networkStatus { json.add("network_status", string: networkStatus) }
+        if let playerVersion { json.add("player_version", string: playerVersion) }
+        return json.text
+    }
+}

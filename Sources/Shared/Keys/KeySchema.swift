@@ -1,0 +1,61 @@
+/// The Redis key layout of DESIGN.md, bucketed so a fleet can spread over a Redis Cluster.
+///
+/// `bucket = fnv1a32(canonical device id) mod buckets`; every key of a bucket carries the hash tag
+/// `{b}`, so a script touching one device (or one bucket) stays within one cluster slot.
+public struct KeySchema: Sendable, Equatable {
+    /// Number of buckets; fixed for the life of a deployment (changing it moves every device).
+    public let buckets: Int
+
+    public init(buckets: Int) {
+        precondition(buckets > 0, "buckets must be positive")
+        self.buckets = buckets
+    }
+
+    /// The bucket a device lives in.
+    public func bucket(of device: DeviceID) -> Int {
+        var hash: UInt32 = 2_166_136_261
+        for byte in device.string.utf8 {
+            hash ^= UInt32(byte)
+            hash &*= 16_777_619
+        }
+        return Int(hash % UInt32(buckets))
+    }
+
+    /// Every bucket number, for scanners and stream readers.
+    public var allBuckets: Range<Int> { 0..<buckets }
+
+    /// Sorted set of online devices; score = last heartbeat in ms (Redis time).
+    public func online(bucket: Int) -> String { "hb:{\(bucket)}:online" }
+    /// Stream of `online` / `offline` transitions.
+    public func transitions(bucket: Int) -> String { "hb:{\(bucket)}:transitions" }
+    /// Stream with one entry per accepted heartbeat.
+    public func history(bucket: Int) -> String { "hb:{\(bucket)}:history" }
+
+    /// Hash with the device's token hash, assigned playlist and latest payload.
+    public func device(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:dev:\(id.string)" }
+    /// List of pending commands, each `"<expiry ms>|<command JSON>"`.
+    public func commands(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:cmds:\(id.string)" }
+
+    /// Field names of the device hash.
+    public enum DeviceField {
+        /// Hex SHA-256 of the device token.
+        public static let tokenHash = "token"
+        public static let playlist = "playlist"
+        public static let name = "name"
+        /// Last accepted heartbeat, ms of Redis time.
+        public static let lastHeartbeat = "last_heartbeat"
+        /// The latest heartbeat body, as compact JSON.
+        public static let payload = "payload"
+        /// The device's clock in its latest heartbeat, ms.
+        public static let deviceTime = "device_time"
+    }
+
+    /// Field names of a history stream entry.
+    public enum HistoryField {
+        public static let device = "d"
+        /// Redis time of the heartbeat, ms.
+        public static let receivedAt = "t"
+        /// The heartbeat body as compact JSON.
+        public static let payload = "p"
+    }
+}

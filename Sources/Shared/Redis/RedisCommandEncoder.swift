@@ -1,0 +1,28 @@
+/// Encodes commands in RESP, the Redis wire format.
+///
+/// Encoding happens on the caller's task, so the connection thread only copies bytes to the socket.
+public enum RedisCommandEncoder {
+    /// `*<n>\r\n` followed by `$<len>\r\n<arg>\r\n` for each argument.
+    public static func encode(_ arguments: [String]) -> [UInt8] {
+        var size = 16
+        for argument in arguments { size += argument.utf8.count + 16 }
+        var out = [UInt8]()
+        out.reserveCapacity(size)
+        out.append(UInt8(ascii: "*"))
+        appendDecimal(arguments.count, to: &out)
+        out.append(13); out.append(10)
+        for argument in arguments {
+            out.append(UInt8(ascii: "$"))
+            appendDecimal(argument.utf8.count, to: &out)
+            out.append(13); out.append(10)
+            out.append(contentsOf: argument.utf8)
+            out.append(13); out.append(10)
+        }
+        return out
+    }
+
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value >= 10 { appendDecimal(value / 10, to: &out) }
+        out.append(UInt8(48 + value % 10))
+    }
+}

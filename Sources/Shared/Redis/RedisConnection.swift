@@ -1,0 +1,136 @@
+import CHiredis
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One blocking hiredis connection. The only type that touches a `redisContext`.
+///
+/// Not `Sendable`: a connection is created, used and freed on the one thread of the
+/// ``RedisPipeline`` that owns it.
+final class RedisConnection {
+    private let context: UnsafeMutablePointer<redisContext>
+
+    private init(context: UnsafeMutablePointer<redisContext>) {
+        self.context = context
+    }
+
+    deinit {
+        redisFree(context)
+    }
+
+    /// Connects, applies the command timeout, and logs in / selects the database when the endpoint says so.
+    static func connect(to endpoint: RedisEndpoint, timeout: Duration) throws(RedisError) -> RedisConnection {
+        let tv = Self.timeval(timeout)
+        guard let context = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
+            throw .unavailable("cannot allocate a Redis context")
+        }
+        if context.pointee.err != 0 {
+            let error = Self.error(of: context, errno: errno)
+            redisFree(context)
+            throw error
+        }
+        let connection = RedisConnection(context: context)
+        guard redisSetTimeout(context, tv) == REDIS_OK else {
+            throw .unavailable("cannot set the Redis socket timeout")
+        }
+        var setup: [[String]] = []
+        if let password = endpoint.password {
+            setup.append(endpoint.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+        }
+        if endpoint.database != 0 { setup.append(["SELECT", String(endpoint.database)]) }
+        if !setup.isEmpty {
+            var failure: RedisError?
+            let ioError = connection.pipeline(setup.map(RedisCommandEncoder.encode)) { _, reply in
+                if case .error(let message) = reply { failure = .server(message) }
+            }
+            if let ioError { throw ioError.error }
+            if let failure { throw failure }
+        }
+        return connection
+    }
+
+    /// A transport failure in the middle of a pipeline.
+    struct PipelineFailure: Error {
+        var error: RedisError
+        /// How many replies were delivered before the failure.
+        var delivered: Int
+        /// The peer closed the connection or refused the write before answering anything: the
+        /// commands were not executed, so they may be sent again on a new connection.
+        var safeToRetry: Bool
+    }
+
+    /// Writes every command, then reads one reply per command, in order, handing each to `deliver`.
+    ///
+    /// - Returns: `nil` when every reply was read; otherwise where and why the pipeline broke.
+    ///   After a failure the connection must be dropped.
+    func pipeline(_ commands: [[UInt8]], deliver: (Int, RedisValue) -> Void) -> PipelineFailure? {
+        for command in commands {
+            let status = command.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { chars in
+                    redisAppendFormattedCommand(context, chars.baseAddress, chars.count)
+                }
+            }
+            if status != REDIS_OK {
+                return PipelineFailure(error: Self.error(of: context, errno: errno), delivered: 0, safeToRetry: false)
+            }
+        }
+        for index in commands.indices {
+            var reply: UnsafeMutableRawPointer?
+            if redisGetReply(context, &reply) != REDIS_OK || reply == nil {
+                let code = errno
+                let closedEarly = index == 0
+                    && (context.pointee.err == REDIS_ERR_EOF
+                        || (context.pointee.err == REDIS_ERR_IO && (code == EPIPE || code == ECONNRESET)))
+                return PipelineFailure(error: Self.error(of: context, errno: code), delivered: index, safeToRetry: closedEarly)
+            }
+            let value = Self.value(of: reply!.assumingMemoryBound(to: redisReply.self))
+            freeReplyObject(reply)
+            deliver(index, value)
+        }
+        return nil
+    }
+
+    private static func value(of reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
+        let r = reply.pointee
+        switch r.type {
+        case REDIS_REPLY_STRING, REDIS_REPLY_STATUS:
+            return .string(Self.string(r.str, r.len))
+        case REDIS_REPLY_ERROR:
+            return .error(Self.string(r.str, r.len))
+        case REDIS_REPLY_INTEGER:
+            return .integer(Int64(r.integer))
+        case REDIS_REPLY_ARRAY:
+            var elements: [RedisValue] = []
+            elements.reserveCapacity(Int(r.elements))
+            for i in 0..<Int(r.elements) {
+                if let element = r.element[i] { elements.append(value(of: element)) } else { elements.append(.null) }
+            }
+            return .array(elements)
+        default:
+            return .null
+        }
+    }
+
+    private static func string(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> String {
+        guard let pointer, length > 0 else { return "" }
+        return pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+        }
+    }
+
+    private static func error(of context: UnsafeMutablePointer<redisContext>, errno code: Int32) -> RedisError {
+        let message = withUnsafeBytes(of: context.pointee.errstr) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if context.pointee.err == REDIS_ERR_IO && (code == EAGAIN || code == EWOULDBLOCK || code == ETIMEDOUT || code == EINPROGRESS) {
+            return .timeout
+        }
+        if message.contains("timed out") { return .timeout }
+        return .unavailable(message.isEmpty ? "connection error \(context.pointee.err)" : message)
+    }
+
+    private static func timeval(_ duration: Duration) -> timeval {
+        let (seconds, attoseconds) = duration.components
+        return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}

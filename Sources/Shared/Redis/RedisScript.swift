@@ -1,0 +1,49 @@
+import Crypto
+import Logging
+
+/// A Lua script run with `EVALSHA`, falling back to `EVAL` (which also caches it) when Redis
+/// answers `NOSCRIPT`, e.g. after a restart or a failover.
+public struct RedisScript: Sendable {
+    public let name: String
+    public let source: String
+    public let sha1: String
+
+    public init(name: String, source: String) {
+        self.name = name
+        self.source = source
+        self.sha1 = Insecure.SHA1.hash(data: Array(source.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}
+
+extension RedisClient {
+    /// Runs `script` with one round trip in the common case (two after Redis lost its script cache).
+    /// - Throws: ``RedisError/server(_:)`` when the script fails.
+    public func run(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
+        var command = ["EVALSHA", script.sha1, String(keys.count)]
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command += keys
+        command += arguments
+        var reply = try await send(command)
+        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+            logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(script.name)"])
+            command[0] = "EVAL"
+            command[1] = script.source
+            reply = try await send(command)
+        }
+        if case .error(let message) = reply { throw RedisError.server(message) }
+        return reply
+    }
+
+    /// Loads scripts into Redis's cache ahead of their first use.
+    public func load(_ scripts: [RedisScript]) async throws {
+        for script in scripts {
+            let reply = try await execute(["SCRIPT", "LOAD", script.source])
+            guard reply.string == script.sha1 else {
+                throw RedisError.unexpectedReply("SCRIPT LOAD of \(script.name) returned \(reply)")
+            }
+        }
+    }
+}

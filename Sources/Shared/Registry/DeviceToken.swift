@@ -1,0 +1,44 @@
+import Crypto
+
+/// Device tokens: secrets shown once at registration; only their SHA-256 is ever stored.
+public enum DeviceToken {
+    /// A new token: 32 random bytes, base64url without padding.
+    public static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return base64URL(bytes)
+    }
+
+    /// Lower-case hex SHA-256 of the token's UTF-8 bytes: what Redis and PostgreSQL store.
+    public static func hash(_ token: String) -> String {
+        let digest = SHA256.hash(data: Array(token.utf8))
+        var hex = [UInt8]()
+        hex.reserveCapacity(64)
+        let alphabet = Array("0123456789abcdef".utf8)
+        for byte in digest {
+            hex.append(alphabet[Int(byte >> 4)])
+            hex.append(alphabet[Int(byte & 0x0f)])
+        }
+        return String(decoding: hex, as: UTF8.self)
+    }
+
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var out = [UInt8]()
+        var i = 0
+        while i + 2 < bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)]]
+        } else if rest == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)]]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,54 @@
+/// The one script a heartbeat costs.
+///
+/// KEYS: online set, device hash, command list, transitions stream, history stream (one bucket).
+/// ARGV: device id, token SHA-256 (hex), payload JSON, device time (ms), minimum interval (ms,
+/// 0 = none), history stream cap.
+///
+/// Reply: `{0, time_s, time_us, assigned_playlist, command…}` when recorded;
+/// `{1}` unknown device; `{2}` wrong token; `{3, time_s, time_us, retry_after_ms}` too frequent.
+///
+/// Liveness uses Redis `TIME` only. A device absent from the online set gets an `online`
+/// transition appended in the same atomic step that re-adds it, so the offline scanner (which
+/// removes members and appends `offline` atomically) and heartbeats can never lose a transition.
+/// Commands are `"<expiry ms>|<json>"`; all are popped, expired ones are dropped.
+public enum HeartbeatScript {
+    public enum Status: Int64, Sendable {
+        case recorded = 0
+        case unknownDevice = 1
+        case wrongToken = 2
+        case tooFrequent = 3
+    }
+
+    public static let script = RedisScript(name: "heartbeat", source: #"""
+local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist')
+if not dev[1] then return {1} end
+if dev[1] ~= ARGV[2] then return {2} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowText = string.format('%d', now)
+local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local minInterval = tonumber(ARGV[5])
+if prev and minInterval > 0 then
+  local elapsed = now - tonumber(prev)
+  if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
+end
+redis.call('ZADD', KEYS[1], nowText, ARGV[1])
+redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3], 'device_time', ARGV[4])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
+if not prev then
+  redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
+end
+local reply = {0, t[1], t[2], dev[2] or ''}
+local pending = redis.call('LRANGE', KEYS[3], 0, -1)
+if #pending > 0 then
+  redis.call('DEL', KEYS[3])
+  for _, entry in ipairs(pending) do
+    local bar = string.find(entry, '|', 1, true)
+    if bar and (tonumber(string.sub(entry, 1, bar - 1)) or 0) > now then
+      reply[#reply + 1] = string.sub(entry, bar + 1)
+    end
+  end
+end
+return reply
+"""#)
+}

@@ -1,0 +1,156 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Shared
+import Testing
+
+@testable import Ingest
+
+/// The heartbeat route over the in-memory store: every status the API promises, without Redis.
+@Suite struct HeartbeatRouteTests {
+    let id = DeviceID.random()
+    let token = DeviceToken.generate()
+    let store = InMemoryHeartbeatStore()
+
+    init() {
+        store.register(id, tokenHash: DeviceToken.hash(token), playlist: "pl-2")
+    }
+
+    func body(id: DeviceID? = nil, playlist: String = "pl-1", extra: String = "") -> ByteBuffer {
+        ByteBuffer(string: #"{"device_id":"\#((id ?? self.id).string)","timestamp":"2026-02-02T10:30:00Z","current_playlist":"\#(playlist)"\#(extra)}"#)
+    }
+
+    func withApp(store: (any HeartbeatStore)? = nil, _ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let router = buildRouter(store: store ?? self.store, metricsRegistry: TestMetrics.registry)
+        try await Application(router: router).test(.router, test)
+    }
+
+    func post(_ client: some TestClientProtocol, path: String? = nil, token: String?, body: ByteBuffer) async throws -> TestResponse {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        return try await client.execute(uri: path ?? "/api/v1/devices/\(id)/heartbeat", method: .post, headers: headers, body: body)
+    }
+
+    static func json(_ response: TestResponse) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+    }
+
+    @Test func acceptsAHeartbeat() async throws {
+        store.enqueue(command: #"{"id":"c1","type":"reboot"}"#, expiresAt: .init(millisecondsSinceEpoch: Int64.max), for: id)
+        try await withApp { client in
+            let response = try await post(client, token: token, body: body())
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "application/json")
+            let json = try Self.json(response)
+            #expect(json["status"] as? String == "ok")
+            #expect(UTCTimestamp(iso8601: json["server_time"] as? String ?? "") != nil)
+            #expect(json["playlist_updated"] as? Bool == true)
+            let commands = try #require(json["commands"] as? [[String: Any]])
+            #expect(commands.count == 1 && commands.first?["id"] as? String == "c1")
+            // delivered once
+            let again = try Self.json(try await post(client, token: token, body: body(playlist: "pl-2")))
+            #expect((again["commands"] as? [Any])?.isEmpty == true)
+            #expect(again["playlist_updated"] as? Bool == false)
+        }
+        #expect(store.device(id)?.latest?.currentPlaylist == "pl-2")
+    }
+
+    @Test func refusesBadRequestsWithJSONErrors() async throws {
+        let other = DeviceID.random()
+        let cases: [(String?, String?, ByteBuffer, HTTPResponse.Status, String)] = [
+            ("/api/v1/devices/not-a-uuid/heartbeat", token, body(), .badRequest, "invalid_device_id"),
+            (nil, token, body(id: other), .badRequest, "device_id_mismatch"),
+            (nil, token, ByteBuffer(string: "{not json"), .badRequest, "invalid_body"),
+            (nil, token, ByteBuffer(string: #"{"device_id":"\#(id)","timestamp":"yesterday"}"#), .badRequest, "invalid_body"),
+            (nil, token, body(extra: #","storage_status":{"total_gb":-1,"used_gb":0}"#), .badRequest, "invalid_body"),
+            (nil, nil, body(), .unauthorized, "missing_token"),
+            (nil, "", body(), .unauthorized, "missing_token"),
+            (nil, "wrong", body(), .unauthorized, "invalid_token"),
+            ("/api/v1/devices/\(other)/heartbeat", token, body(id: other), .notFound, "unknown_device"),
+            (nil, token, ByteBuffer(repeating: UInt8(ascii: " "), count: 16 * 1024 + 1), .contentTooLarge, "body_too_large"),
+        ]
+        try await withApp { client in
+            for (index, (path, token, body, status, code)) in cases.enumerated() {
+                let response = try await post(client, path: path, token: token, body: body)
+                #expect(response.status == status, "case \(index)")
+                #expect(response.headers[.contentType] == "application/json", "case \(index)")
+                let json = try Self.json(response)
+                #expect(json["error"] as? String == code, "case \(index): \(json)")
+                #expect((json["message"] as? String)?.isEmpty == false, "case \(index)")
+            }
+        }
+    }
+
+    @Test func aTokenOfAnotherDeviceIsWrong() async throws {
+        let other = DeviceID.random(), otherToken = DeviceToken.generate()
+        store.register(other, tokenHash: DeviceToken.hash(otherToken))
+        try await withApp { client in
+            let response = try await post(client, token: otherToken, body: body())
+            #expect(response.status == .unauthorized)
+        }
+    }
+
+    @Test func tooFrequentHeartbeatsGet429WithRetryAfter() async throws {
+        let store = InMemoryHeartbeatStore(minimumInterval: .seconds(30))
+        store.register(id, tokenHash: DeviceToken.hash(token))
+        try await withApp(store: store) { client in
+            #expect(try await post(client, token: token, body: body()).status == .ok)
+            let response = try await post(client, token: token, body: body())
+            #expect(response.status == .tooManyRequests)
+            let retry = try #require(response.headers[.retryAfter].flatMap(Int.init))
+            #expect((29...30).contains(retry))
+        }
+    }
+
+    @Test func storeFailureIs503WithRetryAfter() async throws {
+        store.failure.withLock { $0 = RedisError.unavailable("connection refused") }
+        try await withApp { client in
+            let response = try await post(client, token: token, body: body())
+            #expect(response.status == .serviceUnavailable)
+            #expect(response.headers[.retryAfter] == "1")
+            #expect(try Self.json(response)["error"] as? String == "unavailable")
+            #expect(try await client.execute(uri: "/readyz", method: .get).status == .serviceUnavailable)
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+        }
+    }
+
+    @Test func healthAndMetrics() async throws {
+        try await withApp { client in
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+            #expect(try await client.execute(uri: "/readyz", method: .get).status == .ok)
+            _ = try await post(client, token: "wrong", body: body())
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            #expect(metrics.status == .ok)
+            let text = String(buffer: metrics.body)
+            #expect(text.contains("heartbeat_outcomes_total"))
+            #expect(text.contains("heartbeat_request_duration"))
+            #expect(text.contains("hb_requests"))
+        }
+    }
+
+    @Test func bearerSchemeIsCaseInsensitive() {
+        #expect(HeartbeatController<BasicRequestContext>.bearerToken("bearer abc") == "abc")
+        #expect(HeartbeatController<BasicRequestContext>.bearerToken("Bearer  abc ") == "abc")
+        #expect(HeartbeatController<BasicRequestContext>.bearerToken("Basic abc") == nil)
+        #expect(HeartbeatController<BasicRequestContext>.bearerToken("Bearer ") == nil)
+        #expect(HeartbeatController<BasicRequestContext>.bearerToken(nil) == nil)
+    }
+
+    @Test func decodesEveryScriptReply() throws {
+        let recorded = try RedisHeartbeatStore.outcome(of: .array([.integer(0), .string("1770028200"), .string("123456"), .string("pl"), .string("{}")]))
+        #expect(recorded == .recorded(serverTime: .init(millisecondsSinceEpoch: 1_770_028_200_123), assignedPlaylist: "pl", commands: ["{}"]))
+        #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(0), .string("1"), .string("0"), .string("")])) == .recorded(serverTime: .init(millisecondsSinceEpoch: 1000), assignedPlaylist: nil, commands: []))
+        #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(1)])) == .unknownDevice)
+        #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(2)])) == .wrongToken)
+        #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(3), .string("1"), .string("0"), .string("250")])) == .tooFrequent(retryAfter: .milliseconds(250)))
+        #expect(throws: RedisError.self) { try RedisHeartbeatStore.outcome(of: .string("OK")) }
+        #expect(throws: RedisError.self) { try RedisHeartbeatStore.outcome(of: .array([.integer(9)])) }
+    }
+}
+
+enum TestMetrics {
+    /// swift-metrics can be bootstrapped once per process.
+    static let registry = MetricsBootstrap.prometheus()
+}
