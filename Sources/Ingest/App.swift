@@ -22,7 +22,7 @@ struct App {
         }
         var logger = Logger(label: "heartbeat-ingest")
         logger.logLevel = configuration.logLevel
-        let registry = MetricsBootstrap.prometheus()
+        let registry = MetricsBootstrap.registry
         let app = buildApplication(configuration: configuration, metricsRegistry: registry, logger: logger)
         try await app.runService()
     }

@@ -18,7 +18,7 @@ struct IngestConfiguration: Sendable {
 
     init(reader: ConfigReader) throws(ConfigurationError) {
         host = reader.text("http.host", default: "0.0.0.0")
-        port = try reader.port("http.port", default: 8080)
+        port = try reader.integer("http.port", default: 8080, in: 0...65535)  // 0: any free port
         redis = try reader.redisClientConfiguration()
         keys = try reader.keySchema()
         minimumHeartbeatInterval = try reader.seconds("heartbeat.min.interval.seconds", default: 1, allowZero: true)

@@ -152,5 +152,5 @@ import Testing
 
 enum TestMetrics {
     /// swift-metrics can be bootstrapped once per process.
-    static let registry = MetricsBootstrap.prometheus()
+    static let registry = MetricsBootstrap.registry
 }

@@ -3,10 +3,11 @@ import Prometheus
 
 /// Process-wide metrics: swift-metrics backed by a Prometheus registry served on `/metrics`.
 public enum MetricsBootstrap {
-    /// Bootstraps swift-metrics once per process and returns the registry to expose.
+    /// The process's registry. The first use bootstraps swift-metrics with it (swift-metrics can be
+    /// bootstrapped once per process, so every caller shares this one).
     ///
     /// Metric and label names are sanitized to Prometheus's alphabet (`hb.requests` → `hb_requests`).
-    public static func prometheus() -> PrometheusCollectorRegistry {
+    public static let registry: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.nameAndLabelSanitizer = { label, dimensions in
@@ -14,7 +15,7 @@ public enum MetricsBootstrap {
         }
         MetricsSystem.bootstrap(factory)
         return registry
-    }
+    }()
 
     /// Replaces every character outside `[a-zA-Z0-9_]` with `_`.
     public static func sanitize(_ name: String) -> String {

@@ -1,0 +1,31 @@
+# Device heartbeat system. `make run` brings it up locally; `make test` runs every test.
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+.PHONY: deps build release run stop test unit-test services-start services-stop clean
+
+deps:            ## install the Debian packages (only what is missing)
+	scripts/install-deps.sh
+
+build: deps      ## debug build of both executables
+	swift build
+
+release: deps    ## release build
+	swift build -c release
+
+run: deps        ## Redis, PostgreSQL, Kafka mock, the gateway and a demo device, in the background
+	scripts/run-local.sh
+
+stop:            ## stop what `make run` started
+	-@if [ -f .run/ingest.pid ]; then kill $$(cat .run/ingest.pid) 2>/dev/null; rm -f .run/ingest.pid; fi
+	scripts/services.sh stop
+
+test: deps       ## unit and integration tests (starts and stops its own services)
+	scripts/run-tests.sh
+
+unit-test:       ## unit tests only, no services
+	swift test --filter UnitTests
+
+clean:
+	swift package clean
+	rm -rf .run

@@ -1,0 +1,213 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Shared
+import Testing
+
+@testable import Ingest
+
+/// The gateway end to end on a real Redis.
+@Suite struct GatewayRedisTests {
+    @Test func aHeartbeatWritesExactlyTheDesignedKeys() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        let b = h.keys.bucket(of: id)
+        try await h.withGateway { client in
+            let response = try await client.heartbeat(id, token: token)
+            #expect(response.status == .ok)
+            let json = try response.json
+            #expect(json["status"] as? String == "ok")
+            let serverTime = try #require(UTCTimestamp(iso8601: json["server_time"] as? String ?? ""))
+            #expect((json["server_time"] as? String)?.hasSuffix("Z") == true)
+
+            let keys = try await h.redis.execute(["KEYS", "*"]).array?.compactMap(\.string).sorted()
+            #expect(keys == [h.keys.device(id), h.keys.history(bucket: b), h.keys.online(bucket: b), h.keys.transitions(bucket: b)].sorted())
+
+            // online set: score is Redis time of the heartbeat
+            let score = try await h.redis.execute(["ZSCORE", h.keys.online(bucket: b), id.string]).integer
+            #expect(score == serverTime.millisecondsSinceEpoch)
+            let redisNow = try await h.redis.execute(["TIME"]).array?.compactMap(\.integer) ?? []
+            #expect(abs(UTCTimestamp(seconds: redisNow[0], microseconds: redisNow[1]).millisecondsSinceEpoch - serverTime.millisecondsSinceEpoch) < 2000)
+
+            // device hash: token hash, latest payload, times
+            let hash = try await Self.hash(h, h.keys.device(id))
+            #expect(hash["token"] == DeviceToken.hash(token))
+            #expect(hash["last_heartbeat"] == String(serverTime.millisecondsSinceEpoch))
+            #expect(hash["device_time"] == String(UTCTimestamp(iso8601: "2026-02-02T10:30:00Z")!.millisecondsSinceEpoch))
+            let payload = try #require(hash["payload"].flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+            #expect(payload["player_version"] as? String == "1.2.3")
+            #expect((payload["storage_status"] as? [String: Any])?["used_gb"] as? Int == 32)
+
+            // one history row and one online transition
+            let history = try await Self.stream(h, h.keys.history(bucket: b))
+            #expect(history.count == 1)
+            #expect(history.first?["d"] == id.string)
+            #expect(history.first?["t"] == String(serverTime.millisecondsSinceEpoch))
+            #expect(history.first?["p"] == hash["payload"])
+            let transitions = try await Self.stream(h, h.keys.transitions(bucket: b))
+            let transition = try #require(transitions.first.flatMap(StatusTransition.init(fields:)))
+            #expect(transitions.count == 1)
+            #expect(transition == StatusTransition(deviceID: id, kind: .online, at: serverTime, lastHeartbeat: serverTime))
+        }
+        await h.shutdown()
+    }
+
+    @Test func onlyTheFirstHeartbeatYieldsAnOnlineTransition() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        try await h.withGateway { client in
+            for _ in 0..<5 { #expect(try await client.heartbeat(id, token: token).status == .ok) }
+            let b = h.keys.bucket(of: id)
+            #expect(try await Self.stream(h, h.keys.transitions(bucket: b)).count == 1)
+            #expect(try await Self.stream(h, h.keys.history(bucket: b)).count == 5)
+            // once the scanner has taken the device out of the online set, the next beat is a new transition
+            try await h.redis.execute(["ZREM", h.keys.online(bucket: b), id.string])
+            #expect(try await client.heartbeat(id, token: token).status == .ok)
+            let transitions = try await Self.stream(h, h.keys.transitions(bucket: b))
+            #expect(transitions.count == 2)
+            #expect(transitions.allSatisfy { $0["type"] == "online" && $0["device"] == id.string })
+        }
+        await h.shutdown()
+    }
+
+    @Test func playlistFlagFollowsTheAssignment() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        try await h.withGateway { client in
+            #expect(try await client.heartbeat(id, token: token, playlist: "a").json["playlist_updated"] as? Bool == false)
+            try await h.registry.assignPlaylist("b", to: id)
+            #expect(try await client.heartbeat(id, token: token, playlist: "a").json["playlist_updated"] as? Bool == true)
+            #expect(try await client.heartbeat(id, token: token, playlist: nil).json["playlist_updated"] as? Bool == true)
+            #expect(try await client.heartbeat(id, token: token, playlist: "b").json["playlist_updated"] as? Bool == false)
+        }
+        await h.shutdown()
+    }
+
+    @Test func commandsAreDeliveredOnceAndExpiredOnesNever() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        let future = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) + 600_000)
+        let past = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) - 1)
+        try await h.registry.enqueueCommand(json: #"{"id":"c1","type":"reboot","payload":{}}"#, expiresAt: future, for: id)
+        try await h.registry.enqueueCommand(json: #"{"id":"c0","type":"stale","payload":{}}"#, expiresAt: past, for: id)
+        try await h.registry.enqueueCommand(json: #"{"id":"c2","type":"screenshot","payload":{"q":1}}"#, expiresAt: future, for: id)
+        try await h.withGateway { client in
+            let first = try await client.heartbeat(id, token: token).json
+            let commands = try #require(first["commands"] as? [[String: Any]])
+            #expect(commands.map { $0["id"] as? String } == ["c1", "c2"])
+            #expect((commands[1]["payload"] as? [String: Any])?["q"] as? Int == 1)
+            let second = try await client.heartbeat(id, token: token).json
+            #expect((second["commands"] as? [Any])?.isEmpty == true)
+        }
+        #expect(try await h.redis.execute(["EXISTS", h.keys.commands(id)]) == .integer(0))
+        await h.shutdown()
+    }
+
+    @Test func everyErrorStatus() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random(), other = DeviceID.random(), unknown = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        let otherToken = try await h.registry.register(device: other)
+        try await h.withGateway(["HEARTBEAT_MIN_INTERVAL_SECONDS": "30"]) { client in
+            #expect(try await client.heartbeat(id, token: nil).status == .unauthorized)
+            #expect(try await client.heartbeat(id, token: "nope").status == .unauthorized)
+            #expect(try await client.heartbeat(id, token: otherToken).status == .unauthorized)
+            #expect(try await client.heartbeat(unknown, token: token).status == .notFound)
+            #expect(try await client.heartbeat(id, token: token, body: "{}").status == .badRequest)
+            #expect(try await client.heartbeat(id, token: token, body: #"{"device_id":"\#(other)","timestamp":"2026-02-02T10:30:00Z"}"#).status == .badRequest)
+            let big = #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z","pad":"\#(String(repeating: "x", count: 17_000))"}"#
+            let tooLarge = try await client.heartbeat(id, token: token, body: big)
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(try tooLarge.json["error"] as? String == "body_too_large")
+            #expect(try await client.heartbeat(id, token: token).status == .ok)
+            let frequent = try await client.heartbeat(id, token: token)
+            #expect(frequent.status == .tooManyRequests)
+            #expect(frequent.headers[.retryAfter] != nil)
+            // refused attempts record nothing
+            #expect(try await Self.stream(h, h.keys.history(bucket: h.keys.bucket(of: id))).count == 1)
+        }
+        await h.shutdown()
+    }
+
+    @Test func anOversizedBodyIsRefusedBeforeItIsSent() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        try await h.withGateway { client in
+            let port = try #require(client.port)
+            let head = "POST /api/v1/devices/\(id)/heartbeat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{"
+            let reply = await offPool { RawSocket.exchange(port: port, send: Array(head.utf8), timeout: .seconds(2)) }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            #expect(reply.hasPrefix("HTTP/1.1 413"), "\(reply)")
+            #expect(reply.contains("body_too_large"))
+        }
+        await h.shutdown()
+    }
+
+    @Test func redisDownIsAFast503AndARestartRecoversWithoutTheGateway() async throws {
+        let h = try await GatewayHarness.start(appendOnly: true)
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        try await h.redis.execute(["CONFIG", "SET", "appendfsync", "always"])
+        try await h.withGateway { client in
+            #expect(try await client.heartbeat(id, token: token).status == .ok)
+            await h.server.stop()
+            for _ in 0..<5 {
+                let started = ContinuousClock.now
+                let response = try await client.heartbeat(id, token: token)
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.retryAfter] == "1")
+                #expect(try response.json["error"] as? String == "unavailable")
+                #expect(ContinuousClock.now - started < .seconds(1))
+            }
+            #expect(try await client.execute(uri: "/readyz", method: .get).status == .serviceUnavailable)
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+
+            // Redis comes back with its data but an empty script cache: NOSCRIPT must be handled.
+            try await h.server.start(appendOnly: true)
+            #expect(try await h.redis.execute(["SCRIPT", "EXISTS", HeartbeatScript.script.sha1]) == .array([.integer(0)]))
+            var recovered = false
+            for _ in 0..<20 where !recovered {
+                recovered = try await client.heartbeat(id, token: token).status == .ok
+                if !recovered { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(recovered)
+            #expect(try await client.execute(uri: "/readyz", method: .get).status == .ok)
+            #expect(try await h.redis.execute(["SCRIPT", "EXISTS", HeartbeatScript.script.sha1]) == .array([.integer(1)]))
+        }
+        await h.shutdown()
+    }
+
+    @Test func metricsCountRequestsByRouteAndStatus() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        try await h.withGateway { client in
+            _ = try await client.heartbeat(id, token: token)
+            _ = try await client.heartbeat(id, token: "wrong")
+            let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(text.contains(#"hb_requests{http_route="/api/v1/devices/{id}/heartbeat",http_request_method="POST",http_response_status_code="200"}"#), "\(text)")
+            #expect(text.contains("http_response_status_code=\"401\""))
+            #expect(text.contains("heartbeat_request_duration"))
+            #expect(text.contains("http_server_active_requests"))
+        }
+        await h.shutdown()
+    }
+
+    static func hash(_ h: GatewayHarness, _ key: String) async throws -> [String: String] {
+        let flat = try await h.redis.execute(["HGETALL", key]).array?.compactMap(\.string) ?? []
+        return Dictionary(uniqueKeysWithValues: stride(from: 0, to: flat.count, by: 2).map { (flat[$0], flat[$0 + 1]) })
+    }
+
+    static func stream(_ h: GatewayHarness, _ key: String) async throws -> [[String: String]] {
+        let entries = try await h.redis.execute(["XRANGE", key, "-", "+"]).array ?? []
+        return entries.map { entry in
+            let fields = entry.array?.last?.array?.compactMap(\.string) ?? []
+            return Dictionary(uniqueKeysWithValues: stride(from: 0, to: fields.count, by: 2).map { (fields[$0], fields[$0 + 1]) })
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests (no services) and integration tests. The Redis tests start
+# their own private redis-server instances; PostgreSQL and the Kafka mock come from services.sh and
+# are stopped again whatever the outcome.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export HEARTBEAT_RUN_DIR=${HEARTBEAT_RUN_DIR:-$PWD/.run/test}
+export REDIS_PORT=${TEST_REDIS_PORT:-6391} PG_PORT=${TEST_PG_PORT:-5441}
+
+cleanup() {
+    scripts/services.sh stop >/dev/null || true
+    # Test-owned redis-servers run in hb-redis-* folders; a crashed test run can orphan them.
+    for pid in $(pgrep -x redis-server || true); do
+        if readlink "/proc/$pid/cwd" 2>/dev/null | grep -q '/hb-redis-'; then kill "$pid" 2>/dev/null || true; fi
+    done
+}
+trap cleanup EXIT
+
+scripts/services.sh start
+eval "$(scripts/services.sh env)"
+swift build --build-tests
+swift test "$@"
