@@ -1,0 +1,56 @@
+import Hummingbird
+import Logging
+import Prometheus
+import Shared
+
+/// The monitor's HTTP surface, served by every instance, active or standby: health, readiness
+/// (Redis and PostgreSQL reachable, plus who leads), metrics, and the ops API behind the admin token.
+struct AdminController<Context: RequestContext> {
+    let redis: RedisClient
+    let postgresURL: String
+    let leadership: Leadership
+    let scanner: OfflineScanner
+    let metricsRegistry: PrometheusCollectorRegistry
+    let adminToken: String
+
+    func addRoutes(to router: Router<Context>) {
+        router.get("/healthz") { _, _ in Self.json(.ok, #"{"status":"ok"}"#) }
+        router.get("/readyz") { _, _ in try await readiness() }
+        router.get("/metrics") { _, _ in
+            var buffer = [UInt8]()
+            metricsRegistry.emit(into: &buffer)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
+        api.post("/fleet/release-hold") { _, _ in
+            guard leadership.isLeader else {
+                throw AdminError(status: .conflict, code: "not_leader", message: "this instance is a standby; send it to the active monitor")
+            }
+            let released = scanner.stormGuard.withLock { $0.requestRelease() }
+            return Self.json(.ok, #"{"released":\#(released)}"#)
+        }
+    }
+
+    private func readiness() async throws -> Response {
+        var redisOK = true, postgresOK = true
+        do { _ = try await redis.execute(["PING"]) } catch { redisOK = false }
+        do {
+            let connection = try await PostgresConnection.connect(url: postgresURL, applicationName: "heartbeat-monitor-readyz", connectTimeoutSeconds: 2)
+            _ = try await connection.query("SELECT 1")
+            await connection.close()
+        } catch { postgresOK = false }
+        let holding = scanner.stormGuard.withLock { $0.isHolding }
+        var json = JSONText.Object()
+        json.add("status", string: redisOK && postgresOK ? "ready" : "not_ready")
+        json.add("redis", string: redisOK ? "ok" : "unreachable")
+        json.add("postgres", string: postgresOK ? "ok" : "unreachable")
+        json.add("leader", bool: leadership.isLeader)
+        json.add("mass_offline_hold", bool: holding)
+        return Self.json(redisOK && postgresOK ? .ok : .serviceUnavailable, json.text)
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}

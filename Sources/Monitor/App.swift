@@ -1,0 +1,45 @@
+import Configuration
+import Foundation
+import Hummingbird
+import Logging
+import Shared
+
+/// `heartbeat-monitor`: offline detection, durable status in PostgreSQL and events on Kafka.
+/// Run one or more; a PostgreSQL advisory lock elects the active one. Stops gracefully on SIGTERM.
+@main
+struct App {
+    static func main() async throws {
+        if CommandLine.arguments.contains(where: { $0 == "--help" || $0 == "-h" }) {
+            print(usage)
+            return
+        }
+        let configuration: MonitorConfiguration
+        do {
+            configuration = try MonitorConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider()))
+        } catch {
+            FileHandle.standardError.write(Data("heartbeat-monitor: \(error)\n".utf8))
+            exit(2)
+        }
+        var logger = Logger(label: "heartbeat-monitor")
+        logger.logLevel = configuration.logLevel
+        let app = try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
+        try await app.runService()
+    }
+
+    static let usage = """
+        heartbeat-monitor: offline detection, status in PostgreSQL, events on Kafka
+
+        Configured through environment variables:
+          ADMIN_TOKEN (required)             bearer token of the ops API (16+ characters)
+          ADMIN_HOST, ADMIN_PORT             ops API address (default 127.0.0.1:8081)
+          REDIS_URL, POSTGRES_URL            stores (defaults redis://127.0.0.1:6379, postgres://heartbeat@127.0.0.1:5432/heartbeat)
+          KAFKA_BROKERS                      host:port[,…] (default 127.0.0.1:9092)
+          OFFLINE_AFTER_SECONDS              silence before a device is offline (default 600)
+          SCAN_INTERVAL_SECONDS              offline scan period (default 60)
+          BUCKETS                            Redis buckets, as the gateway's (default 16)
+          MASS_OFFLINE_FRACTION, MASS_OFFLINE_MIN_DEVICES, MASS_OFFLINE_HOLD_SECONDS
+                                             storm guard (defaults 0.5, 50, 900)
+          MONITOR_INSTANCE_ID                consumer name (default host-pid)
+          LOG_LEVEL                          trace … critical (default info)
+        """
+}

@@ -1,0 +1,58 @@
+import Hummingbird
+import Logging
+import Prometheus
+import Shared
+
+/// Builds the monitor: migrations first, then the admin HTTP server with every worker as a service.
+/// Shutdown runs in reverse: HTTP, outbox relay (flushes Kafka), applier (finishes its batch),
+/// scanner, leader elector (releases the lock), Redis.
+func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: PrometheusCollectorRegistry, logger: Logger) async throws -> some ApplicationProtocol {
+    try await migrate(url: configuration.postgresURL, logger: logger)
+    let redis = RedisClient(configuration: configuration.redis, logger: logger)
+    let leadership = Leadership()
+    let metrics = MonitorMetrics()
+    let checkInterval = min(configuration.scanInterval / 2, .seconds(1))
+    let elector = LeaderElector(postgresURL: configuration.postgresURL, instanceID: configuration.instanceID,
+                                leadership: leadership, checkInterval: checkInterval, metrics: metrics, logger: logger)
+    let scanner = OfflineScanner(redis: redis, keys: configuration.keys, leadership: leadership,
+                                 offlineAfter: configuration.offlineAfter, scanInterval: configuration.scanInterval,
+                                 batchSize: configuration.scanBatchSize, storm: configuration.storm, metrics: metrics, logger: logger)
+    let applier = TransitionApplier(redis: redis, keys: configuration.keys, leadership: leadership, consumer: configuration.instanceID,
+                                    offlineAfter: configuration.offlineAfter, batchSize: configuration.applyBatchSize,
+                                    pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
+    let relay = OutboxRelay(postgresURL: configuration.postgresURL, brokers: configuration.kafkaBrokers, leadership: leadership,
+                            batchSize: 500, pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
+    AdminController(redis: redis, postgresURL: configuration.postgresURL, leadership: leadership, scanner: scanner,
+                    metricsRegistry: metricsRegistry, adminToken: configuration.adminToken).addRoutes(to: router)
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.adminHost, port: configuration.adminPort), serverName: "heartbeat-monitor"),
+        services: [redis, elector, scanner, applier, relay],
+        logger: logger)
+    app.beforeServerStarts {
+        do { try await redis.load([OfflineScanScript.count, OfflineScanScript.apply]) } catch {
+            logger.warning("could not preload scripts; Redis unreachable?", metadata: ["error": "\(error)"])
+        }
+    }
+    return app
+}
+
+/// Applies pending migrations, waiting up to 30 s for PostgreSQL to accept connections.
+func migrate(url: String, logger: Logger) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while true {
+        do {
+            let connection = try await PostgresConnection.connect(url: url, applicationName: "heartbeat-monitor-migrate")
+            let applied = try await Migrations.run(on: connection)
+            await connection.close()
+            if !applied.isEmpty { logger.notice("applied migrations", metadata: ["versions": "\(applied)"]) }
+            return
+        } catch let error as PostgresError {
+            guard case .connectionFailed = error, ContinuousClock.now < deadline else { throw error }
+            logger.warning("waiting for PostgreSQL", metadata: ["error": "\(error)"])
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+}

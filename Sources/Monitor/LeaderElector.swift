@@ -1,0 +1,59 @@
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// Elects the active monitor with a PostgreSQL session-level advisory lock held on a dedicated
+/// connection. Standbys retry; the leader checks its session every `checkInterval` and steps down
+/// at once when it fails. At shutdown the lock is released so a standby takes over immediately.
+struct LeaderElector: Service {
+    static let lockKey: Int64 = 7_220_001
+
+    let postgresURL: String
+    let instanceID: String
+    let leadership: Leadership
+    let checkInterval: Duration
+    let metrics: MonitorMetrics
+    let logger: Logger
+
+    func run() async throws {
+        var connection: PostgresConnection?
+        defer { leadership.revoke() }
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let conn: PostgresConnection
+                if let connection, !connection.isBroken {
+                    conn = connection
+                } else {
+                    conn = try await PostgresConnection.connect(url: postgresURL, applicationName: "hbm-leader-" + instanceID.prefix(40))
+                    connection = conn
+                }
+                if let lease = leadership.current {
+                    try await conn.query("SELECT 1")  // the session (and so the lock) is alive
+                    _ = lease
+                } else if try await conn.query("SELECT pg_try_advisory_lock($1)", [String(Self.lockKey)]).scalar == "t" {
+                    let lease = leadership.grant(conn)
+                    metrics.leader.record(1)
+                    logger.notice("became the active monitor", metadata: ["instance": "\(instanceID)", "epoch": "\(lease.epoch)"])
+                } else {
+                    metrics.leader.record(0)
+                }
+            } catch {
+                if leadership.isLeader { logger.error("lost the leader lock", metadata: ["error": "\(error)"]) } else {
+                    logger.warning("leader election: PostgreSQL unavailable", metadata: ["error": "\(error)"])
+                }
+                leadership.revoke()
+                metrics.leader.record(0)
+                await connection?.close()
+                connection = nil
+            }
+            guard await sleepUnlessShuttingDown(checkInterval) else { break }
+        }
+        if leadership.isLeader, let connection {
+            leadership.revoke()
+            _ = try? await connection.query("SELECT pg_advisory_unlock($1)", [String(Self.lockKey)])
+            logger.notice("released the leader lock", metadata: ["instance": "\(instanceID)"])
+        }
+        metrics.leader.record(0)
+        await connection?.close()
+    }
+}

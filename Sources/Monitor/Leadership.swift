@@ -1,0 +1,39 @@
+import Shared
+import Synchronization
+
+/// Whether this instance is the active monitor, and the PostgreSQL session that holds the lock.
+///
+/// Every worker reads ``current`` before each unit of work and stops when it is `nil` or its epoch
+/// changed. The applier writes through the lease's connection, so a session that died (and with it
+/// the advisory lock) cannot commit anything either: the lock is also the fence.
+final class Leadership: Sendable {
+    struct Lease: Sendable {
+        /// Increases with every acquisition; lets workers notice a lost-and-regained lock.
+        let epoch: Int
+        let connection: PostgresConnection
+    }
+
+    private let state = Mutex<(lease: Lease?, epoch: Int)>((nil, 0))
+
+    var current: Lease? { state.withLock { $0.lease } }
+    var isLeader: Bool { current != nil }
+
+    func grant(_ connection: PostgresConnection) -> Lease {
+        state.withLock { state in
+            state.epoch += 1
+            let lease = Lease(epoch: state.epoch, connection: connection)
+            state.lease = lease
+            return lease
+        }
+    }
+
+    /// Drops the lease if it is still `epoch` (or any lease when `epoch` is nil).
+    func revoke(epoch: Int? = nil) {
+        state.withLock { state in
+            if epoch == nil || state.lease?.epoch == epoch { state.lease = nil }
+        }
+    }
+
+    /// True while `lease` is still the current one.
+    func holds(_ lease: Lease) -> Bool { current?.epoch == lease.epoch }
+}

@@ -1,0 +1,61 @@
+import Configuration
+import Foundation
+import Logging
+import Shared
+
+/// Everything the monitor reads from its environment, parsed and validated once at start.
+struct MonitorConfiguration: Sendable {
+    var redis: RedisClient.Configuration
+    var keys: KeySchema
+    var postgresURL: String
+    var kafkaBrokers: String
+    var adminHost: String
+    var adminPort: Int
+    var adminToken: String
+    var offlineAfter: Duration
+    var scanInterval: Duration
+    var storm: StormGuard.Settings
+    var historyRetentionDays: Int
+    var alertWebhookURL: String?
+    /// Names this instance in consumer groups and logs.
+    var instanceID: String
+    /// Most devices one offline-scan script call moves.
+    var scanBatchSize: Int
+    /// Transitions read and applied per bucket per batch.
+    var applyBatchSize: Int
+    /// Sleep of the applier and the outbox relay when they find nothing to do.
+    var pollInterval: Duration
+    var logLevel: Logger.Level
+
+    init(reader: ConfigReader) throws(ConfigurationError) {
+        redis = try reader.redisClientConfiguration()
+        keys = try reader.keySchema()
+        postgresURL = reader.text("postgres.url", default: "postgres://heartbeat@127.0.0.1:5432/heartbeat")
+        guard postgresURL.hasPrefix("postgres://") || postgresURL.hasPrefix("postgresql://") else {
+            throw ConfigurationError(variable: "POSTGRES_URL", value: postgresURL, reason: "expected postgres://user[:password]@host[:port]/database")
+        }
+        kafkaBrokers = reader.text("kafka.brokers", default: "127.0.0.1:9092")
+        adminHost = reader.text("admin.host", default: "127.0.0.1")
+        adminPort = try reader.integer("admin.port", default: 8081, in: 0...65535)
+        guard let token = reader.optionalText("admin.token", isSecret: true) else {
+            throw ConfigurationError(variable: "ADMIN_TOKEN", value: nil, reason: "is required: the ops API refuses to run without a bearer token")
+        }
+        guard token.count >= 16 else {
+            throw ConfigurationError(variable: "ADMIN_TOKEN", value: nil, reason: "must be at least 16 characters")
+        }
+        adminToken = token
+        offlineAfter = try reader.seconds("offline.after.seconds", default: 600)
+        scanInterval = try reader.seconds("scan.interval.seconds", default: 60)
+        storm = StormGuard.Settings(
+            minDevices: try reader.integer("mass.offline.min.devices", default: 50, in: 1...100_000_000),
+            fraction: try reader.fraction("mass.offline.fraction", default: 0.5),
+            maxHold: try reader.seconds("mass.offline.hold.seconds", default: 900))
+        historyRetentionDays = try reader.integer("history.retention.days", default: 30, in: 1...3650)
+        alertWebhookURL = reader.optionalText("alert.webhook.url")
+        instanceID = reader.text("monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
+        scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
+        applyBatchSize = try reader.integer("apply.batch.size", default: 1000, in: 1...100_000)
+        pollInterval = try reader.seconds("monitor.poll.interval.seconds", default: 0.1)
+        logLevel = try reader.logLevel()
+    }
+}

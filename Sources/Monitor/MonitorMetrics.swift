@@ -1,0 +1,20 @@
+import Metrics
+
+/// The monitor's metrics, exposed on `/metrics`.
+struct MonitorMetrics: Sendable {
+    let leader = Gauge(label: "monitor_leader")
+    let scanDuration = Metrics.Timer(label: "monitor_scan_duration", preferredDisplayUnit: .seconds)
+    let staleFound = Counter(label: "monitor_devices_stale_total")
+    let declaredOffline = Counter(label: "monitor_devices_declared_offline_total")
+    let stormTrips = Counter(label: "monitor_storm_guard_trips_total")
+    let stormHolding = Gauge(label: "monitor_storm_guard_holding_devices")
+    let outboxBacklog = Gauge(label: "monitor_outbox_backlog")
+    let outboxOldestAge = Gauge(label: "monitor_outbox_oldest_age_seconds")
+    let published = Counter(label: "monitor_events_published_total")
+    let kafkaDeliveryErrors = Counter(label: "monitor_kafka_delivery_errors_total")
+    let applyErrors = Counter(label: "monitor_apply_errors_total")
+
+    func transitionsApplied(_ kind: String, _ count: Int) {
+        Counter(label: "monitor_transitions_applied_total", dimensions: [("kind", kind)]).increment(by: count)
+    }
+}

@@ -1,0 +1,84 @@
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// While leading, publishes outbox rows to Kafka in id order and marks them published only after
+/// the broker acknowledged them. A Kafka outage leaves rows in the outbox (retried with backoff);
+/// nothing is dropped. Delivery is at-least-once: consumers dedupe on `event_id`.
+struct OutboxRelay: Service {
+    let postgresURL: String
+    let brokers: String
+    let leadership: Leadership
+    let batchSize: Int
+    let pollInterval: Duration
+    let metrics: MonitorMetrics
+    let logger: Logger
+
+    func run() async throws {
+        let producer = try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
+        var connection: PostgresConnection?
+        var backoff = Duration.milliseconds(200)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var pause = pollInterval
+            if leadership.isLeader {
+                do {
+                    if connection == nil || connection!.isBroken {
+                        connection = try await PostgresConnection.connect(url: postgresURL, applicationName: "heartbeat-monitor-outbox")
+                    }
+                    let (published, failed) = try await relayOnce(connection!, producer: producer)
+                    if failed > 0 {
+                        pause = backoff
+                        backoff = min(backoff * 2, .seconds(5))
+                    } else {
+                        backoff = .milliseconds(200)
+                        if published > 0 { pause = .zero }
+                    }
+                } catch {
+                    logger.error("outbox relay failed", metadata: ["error": "\(error)"])
+                    if connection?.isBroken == true { connection = nil }
+                    pause = backoff
+                    backoff = min(backoff * 2, .seconds(5))
+                }
+            }
+            if pause > .zero, !(await sleepUnlessShuttingDown(pause)) { break }
+        }
+        if await producer.flush(timeout: .seconds(5)) == false {
+            logger.warning("Kafka flush timed out; unacknowledged events stay in the outbox and are sent again")
+        }
+        await connection?.close()
+    }
+
+    /// Publishes one batch. Returns how many rows were published and how many failed.
+    func relayOnce(_ connection: PostgresConnection, producer: KafkaProducer) async throws -> (Int, Int) {
+        let rows = try await connection.query(
+            "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1", [String(batchSize)])
+        try await recordBacklog(connection)
+        guard !rows.rows.isEmpty else { return (0, 0) }
+        let messages = rows.rows.map { KafkaProducer.Message(topic: $0[1] ?? "", key: $0[2] ?? "", value: $0[3] ?? "") }
+        let results = await producer.send(messages)
+        var delivered: [String] = []
+        var failures = 0
+        for (row, result) in zip(rows.rows, results) {
+            switch result {
+            case .success: delivered.append(row[0] ?? "")
+            case .failure(let error):
+                if failures == 0 { logger.warning("Kafka delivery failed; will retry", metadata: ["error": "\(error)"]) }
+                failures += 1
+            }
+        }
+        if !delivered.isEmpty {
+            try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                                       ["{" + delivered.joined(separator: ",") + "}"])
+            metrics.published.increment(by: delivered.count)
+        }
+        if failures > 0 { metrics.kafkaDeliveryErrors.increment(by: failures) }
+        return (delivered.count, failures)
+    }
+
+    private func recordBacklog(_ connection: PostgresConnection) async throws {
+        let backlog = try await connection.query(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM outbox WHERE published_at IS NULL")
+        metrics.outboxBacklog.record(Int(backlog.value(0, "count") ?? "0") ?? 0)
+        metrics.outboxOldestAge.record(Double(backlog.rows.first?[1] ?? "0") ?? 0)
+    }
+}

@@ -1,0 +1,159 @@
+/// The PostgreSQL schema as ordered, append-only migrations. Never edit a shipped migration; add one.
+public enum Migrations {
+    public struct Migration: Sendable {
+        public let version: Int
+        public let name: String
+        public let sql: String
+    }
+
+    /// Advisory-lock key that serializes migration runs across monitor instances.
+    public static let lockKey: Int64 = 7_220_000
+
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "devices, status events, outbox, history", sql: #"""
+            CREATE TABLE devices (
+                id uuid PRIMARY KEY,
+                name text,
+                status text NOT NULL DEFAULT 'unknown' CHECK (status IN ('online', 'offline', 'unknown')),
+                last_heartbeat timestamptz,
+                status_changed_at timestamptz,
+                status_version bigint NOT NULL DEFAULT 0,
+                token_hash text,
+                assigned_playlist text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX devices_status_id ON devices (status, id);
+
+            CREATE TABLE device_status_events (
+                id bigserial PRIMARY KEY,
+                event_id uuid NOT NULL UNIQUE,
+                device_id uuid NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+                from_status text NOT NULL,
+                to_status text NOT NULL,
+                at timestamptz NOT NULL,
+                last_heartbeat timestamptz,
+                reason text NOT NULL,
+                status_version bigint NOT NULL,
+                source text NOT NULL UNIQUE
+            );
+            CREATE INDEX device_status_events_device ON device_status_events (device_id, id DESC);
+
+            CREATE TABLE outbox (
+                id bigserial PRIMARY KEY,
+                event_id uuid NOT NULL UNIQUE,
+                topic text NOT NULL,
+                key text NOT NULL,
+                payload text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                published_at timestamptz
+            );
+            CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+
+            -- Last applied entry of each bucket's transitions stream: replays at or before it are skipped.
+            CREATE TABLE transition_cursor (
+                bucket int PRIMARY KEY,
+                last_ms bigint NOT NULL,
+                last_seq bigint NOT NULL
+            );
+
+            CREATE TABLE heartbeat_history (
+                device_id uuid NOT NULL,
+                received_at timestamptz NOT NULL,
+                device_time timestamptz,
+                payload jsonb NOT NULL
+            ) PARTITION BY RANGE (received_at);
+            CREATE INDEX heartbeat_history_device_time ON heartbeat_history (device_id, received_at DESC);
+            """#),
+        Migration(version: 2, name: "apply_transitions", sql: #"""
+            -- Applies a bucket's transitions in stream order, in the caller's transaction.
+            -- Idempotent: entries at or before the bucket's cursor are skipped, and a transition to the
+            -- status the device already has changes nothing. Returns the number of status changes.
+            CREATE FUNCTION apply_transitions(
+                p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
+                p_last_ms bigint[], p_reasons text[], p_offline_after double precision
+            ) RETURNS int LANGUAGE plpgsql AS $$
+            DECLARE
+                v_cursor transition_cursor%ROWTYPE;
+                v_ms bigint; v_seq bigint;
+                v_old text; v_version bigint;
+                v_at timestamptz; v_last timestamptz;
+                v_event uuid;
+                v_applied int := 0;
+            BEGIN
+                SELECT * INTO v_cursor FROM transition_cursor WHERE bucket = p_bucket FOR UPDATE;
+                FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+                    v_ms := split_part(p_ids[i], '-', 1)::bigint;
+                    v_seq := split_part(p_ids[i], '-', 2)::bigint;
+                    CONTINUE WHEN v_cursor.bucket IS NOT NULL
+                        AND (v_ms, v_seq) <= (v_cursor.last_ms, v_cursor.last_seq);
+                    v_cursor.bucket := p_bucket; v_cursor.last_ms := v_ms; v_cursor.last_seq := v_seq;
+
+                    v_at := to_timestamp(p_at_ms[i] / 1000.0);
+                    v_last := to_timestamp(p_last_ms[i] / 1000.0);
+                    INSERT INTO devices (id) VALUES (p_devices[i]) ON CONFLICT (id) DO NOTHING;
+                    SELECT status INTO v_old FROM devices WHERE id = p_devices[i] FOR UPDATE;
+                    IF v_old = p_kinds[i] THEN
+                        UPDATE devices SET last_heartbeat = greatest(last_heartbeat, v_last) WHERE id = p_devices[i];
+                        CONTINUE;
+                    END IF;
+                    UPDATE devices
+                       SET status = p_kinds[i], status_version = status_version + 1, status_changed_at = v_at,
+                           last_heartbeat = greatest(coalesce(last_heartbeat, v_last), v_last), updated_at = now()
+                     WHERE id = p_devices[i]
+                    RETURNING status_version INTO v_version;
+                    v_event := gen_random_uuid();
+                    INSERT INTO device_status_events
+                        (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
+                    VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version,
+                            p_bucket || ':' || p_ids[i]);
+                    INSERT INTO outbox (event_id, topic, key, payload)
+                    VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
+                        'event_id', v_event,
+                        'type', 'device.' || p_kinds[i],
+                        'device_id', p_devices[i],
+                        'status', p_kinds[i],
+                        'previous_status', v_old,
+                        'status_version', v_version,
+                        'occurred_at', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'last_heartbeat', to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'reason', p_reasons[i],
+                        'offline_after_seconds', p_offline_after)::text);
+                    v_applied := v_applied + 1;
+                END LOOP;
+                IF v_cursor.bucket IS NOT NULL THEN
+                    INSERT INTO transition_cursor (bucket, last_ms, last_seq)
+                    VALUES (p_bucket, v_cursor.last_ms, v_cursor.last_seq)
+                    ON CONFLICT (bucket) DO UPDATE SET last_ms = excluded.last_ms, last_seq = excluded.last_seq;
+                END IF;
+                RETURN v_applied;
+            END $$;
+            """#),
+    ]
+
+    /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.
+    /// - Returns: the versions applied by this call.
+    @discardableResult
+    public static func run(on connection: PostgresConnection) async throws -> [Int] {
+        try await connection.simpleQuery("BEGIN")
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock($1)", [String(lockKey)])
+            try await connection.simpleQuery("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+                """)
+            let done = Set(try await connection.query("SELECT version FROM schema_migrations").rows.compactMap { $0[0].flatMap(Int.init) })
+            var applied: [Int] = []
+            for migration in all where !done.contains(migration.version) {
+                try await connection.simpleQuery(migration.sql)
+                try await connection.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [String(migration.version), migration.name])
+                applied.append(migration.version)
+            }
+            try await connection.simpleQuery("COMMIT")
+            return applied
+        } catch {
+            _ = try? await connection.simpleQuery("ROLLBACK")
+            throw error
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Shared
+import Testing
+
+@testable import Ingest
+@testable import Monitor
+
+/// The monitor end to end on real Redis, PostgreSQL and the Kafka mock, with
+/// OFFLINE_AFTER_SECONDS=2 and SCAN_INTERVAL_SECONDS=0.5. Serialized: each test runs a monitor
+/// with timing expectations, and the machine has two cores.
+@Suite(.serialized) struct MonitorTests {
+    @Test func aDeviceGoesOnlineOfflineAndOnlineWithOneEventEach() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        try await h.withMonitor { _ in
+            #expect(try await h.beat(id, token: token) != .unknownDevice)
+            #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+            #expect(try await h.status(id)?.version == 1)
+            let silentSince = ContinuousClock.now
+            // still online before OFFLINE_AFTER has passed
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(try await h.status(id)?.status == "online")
+            #expect(try await h.eventually(.seconds(4)) { try await h.status(id)?.status == "offline" })
+            let silence = ContinuousClock.now - silentSince
+            #expect(silence >= .seconds(2) && silence < .seconds(4), "offline after \(silence)")
+            #expect(try await h.status(id)?.version == 2)
+            try await h.beat(id, token: token)
+            #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+            #expect(try await h.events(id).map(\.status) == ["online", "offline", "online"])
+            #expect(try await h.events(id).map(\.version) == [1, 2, 3])
+            // all three published to Kafka, in order, with the documented fields
+            #expect(try await h.eventually(.seconds(5)) {
+                try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "0"
+            })
+        }
+        // two topics: Kafka orders within a partition only, consumers order on status_version
+        let events = try await h.kafkaEvents(for: [id.string]).sorted { ($0["status_version"] as? Int ?? 0) < ($1["status_version"] as? Int ?? 0) }
+        #expect(events.map { $0["type"] as? String } == ["device.online", "device.offline", "device.online"])
+        #expect(events.map { $0["status_version"] as? Int } == [1, 2, 3])
+        let offline = try #require(events.count == 3 ? events[1] : nil)
+        #expect(offline["device_id"] as? String == id.string)
+        #expect(offline["status"] as? String == "offline")
+        #expect(offline["previous_status"] as? String == "online")
+        #expect(offline["reason"] as? String == "heartbeat_timeout")
+        #expect(offline["offline_after_seconds"] as? Int == 2)
+        #expect(UTCTimestamp(iso8601: offline["last_heartbeat"] as? String ?? "") != nil)
+        #expect(UTCTimestamp(iso8601: offline["occurred_at"] as? String ?? "") != nil)
+        #expect((offline["event_id"] as? String).flatMap(UUID.init(uuidString:)) != nil)
+        await h.shutdown()
+    }
+
+    @Test func devicesThatKeepBeatingAreNeverTouched() async throws {
+        let h = try await MonitorHarness.start()
+        let devices = try await h.register(20)
+        try await h.withMonitor { _ in
+            let end = ContinuousClock.now + .seconds(6)
+            while ContinuousClock.now < end {
+                for (id, token) in devices { try await h.beat(id, token: token) }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            for (id, _) in devices {
+                #expect(try await h.events(id).map(\.status) == ["online"])
+                #expect(try await h.status(id)?.status == "online")
+            }
+        }
+        await h.shutdown()
+    }
+
+    @Test func racingHeartbeatsAndScansLeaveRedisAndPostgreSQLInAgreement() async throws {
+        let h = try await MonitorHarness.start()
+        let devices = try await h.register(200)
+        try await h.withMonitor { _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (id, token) in devices {
+                    group.addTask {
+                        let end = ContinuousClock.now + .seconds(9)
+                        while ContinuousClock.now < end {
+                            try await h.beat(id, token: token)
+                            // pauses around the 2 s threshold, so the scanner races the beats
+                            try await Task.sleep(for: .milliseconds(Int.random(in: 300...2800)))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            // let the applier drain every transition
+            #expect(try await h.eventually(.seconds(10)) {
+                var pending = 0
+                for bucket in h.keys.allBuckets {
+                    let info = try await h.redis.execute(["XPENDING", h.keys.transitions(bucket: bucket), TransitionApplier.group])
+                    pending += Int(info.array?.first?.integer ?? 0)
+                    let lag = try await h.redis.execute(["XINFO", "GROUPS", h.keys.transitions(bucket: bucket)])
+                    let fields = lag.array?.first?.array ?? []
+                    if let index = fields.firstIndex(of: .string("lag")), let value = fields[index + 1].integer { pending += Int(value) }
+                }
+                return pending == 0
+            })
+            var online = Set<String>()
+            for bucket in h.keys.allBuckets {
+                online.formUnion(try await h.redis.execute(["ZRANGE", h.keys.online(bucket: bucket), "0", "-1"]).array?.compactMap(\.string) ?? [])
+            }
+            var transitionsSeen = 0
+            for (id, _) in devices {
+                let status = try #require(try await h.status(id))
+                #expect(status.status == (online.contains(id.string) ? "online" : "offline"), "\(id)")
+                let events = try await h.events(id)
+                transitionsSeen += events.count
+                #expect(events.first?.status == "online")
+                for (previous, next) in zip(events, events.dropFirst()) {
+                    #expect(previous.status != next.status, "\(id): \(events)")
+                    #expect(next.version == previous.version + 1, "\(id): \(events)")
+                }
+                #expect(events.last?.version == status.version)
+            }
+            #expect(transitionsSeen > devices.count * 2, "the race produced offline/online flips: \(transitionsSeen)")
+        }
+        await h.shutdown()
+    }
+
+    @Test func theStormGuardHoldsAMassOfflineUntilReleased() async throws {
+        let h = try await MonitorHarness.start()
+        let devices = try await h.register(10)
+        try await h.withMonitor(["MASS_OFFLINE_MIN_DEVICES": "5", "MASS_OFFLINE_FRACTION": "0.5", "MASS_OFFLINE_HOLD_SECONDS": "60"]) { client in
+            for (id, token) in devices { try await h.beat(id, token: token) }
+            // all ten fall silent together: a storm, so nobody is declared offline
+            try await Task.sleep(for: .seconds(4))
+            for (id, _) in devices { #expect(try await h.status(id)?.status == "online") }
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            #expect(String(buffer: ready.body).contains(#""mass_offline_hold":true"#))
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("monitor_storm_guard_trips_total"))
+            // the ops API needs the admin token
+            #expect(try await client.execute(uri: "/api/v1/fleet/release-hold", method: .post).status == .unauthorized)
+            let released = try await client.execute(uri: "/api/v1/fleet/release-hold", method: .post,
+                                                    headers: [.authorization: "Bearer \(MonitorHarness.adminToken)"])
+            #expect(released.status == .ok)
+            #expect(String(buffer: released.body) == #"{"released":true}"#)
+            #expect(try await h.eventually(.seconds(3)) {
+                for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }
+                return true
+            })
+        }
+        await h.shutdown()
+    }
+
+    @Test func theStormGuardHoldEndsAfterItsLongestHold() async throws {
+        let h = try await MonitorHarness.start()
+        let devices = try await h.register(6)
+        try await h.withMonitor(["MASS_OFFLINE_MIN_DEVICES": "5", "MASS_OFFLINE_HOLD_SECONDS": "2"]) { _ in
+            for (id, token) in devices { try await h.beat(id, token: token) }
+            try await Task.sleep(for: .seconds(3))
+            for (id, _) in devices { #expect(try await h.status(id)?.status == "online") }
+            #expect(try await h.eventually(.seconds(4)) {
+                for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }
+                return true
+            })
+        }
+        await h.shutdown()
+    }
+
+    @Test func aStandbyTakesOverWhenTheLeaderDies() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        let first = try await h.startMonitor(instance: "first")
+        try await Task.sleep(for: .milliseconds(500))
+        let second = try await h.startMonitor(instance: "second")
+        func leader() async throws -> String? {
+            try await h.database.connection.query("""
+                SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
+                """, [String(LeaderElector.lockKey)]).scalar
+        }
+        #expect(try await h.eventually(.seconds(3)) { try await leader() == "hbm-leader-first" })
+        try await h.beat(id, token: token)
+        #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+
+        // kill the leader: its tasks stop and its PostgreSQL session dies
+        await first.kill()
+        _ = try await h.database.connection.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'hbm-leader-first'")
+        #expect(try await h.eventually(.seconds(5)) { try await leader() == "hbm-leader-second" })
+        // the standby carries on: the silent device goes offline, and comes back
+        #expect(try await h.eventually(.seconds(8)) { try await h.status(id)?.status == "offline" })
+        try await h.beat(id, token: token)
+        #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+        #expect(try await h.events(id).map(\.version) == [1, 2, 3])
+        await second.stop()
+        #expect(try await leader() == nil)  // a graceful stop releases the lock
+        await h.shutdown()
+    }
+}
