@@ -11,7 +11,7 @@ struct ChildProcess: Sendable {
     let pid: pid_t
 
     /// Starts `path` with `arguments`, stdout and stderr to `/dev/null`.
-    static func spawn(_ path: String, _ arguments: [String]) throws -> ChildProcess {
+    static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -33,7 +33,9 @@ struct ChildProcess: Sendable {
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for arg in argv { free(arg) } }
         var pid: pid_t = 0
-        let status = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { envp?.forEach { free($0) } }
+        let status = envp.map { posix_spawn(&pid, path, &actions, &attributes, argv, $0) } ?? posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard status == 0 else { throw TestFailure("cannot start \(path): \(String(cString: strerror(status)))") }
         return ChildProcess(pid: pid)
     }
@@ -42,6 +44,23 @@ struct ChildProcess: Sendable {
     var isRunning: Bool {
         var status: Int32 = 0
         return waitpid(pid, &status, WNOHANG) == 0
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the child to exit.
+    /// - Returns: its exit code, or nil when it did not exit by itself (it is then killed).
+    func terminate(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) -> Int32? {
+        kill(pid, signal)
+        var status: Int32 = 0
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid {
+                return status & 0x7f == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
+            }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+        return nil
     }
 
     /// Sends SIGTERM and waits for the child to exit (SIGKILL after 5 s).

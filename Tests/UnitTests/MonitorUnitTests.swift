@@ -1,0 +1,90 @@
+import Configuration
+import Shared
+import Testing
+
+@testable import Monitor
+
+@Suite struct TransitionBatchTests {
+    let id = DeviceID.random()
+
+    func entry(_ streamID: String, _ fields: [String: String]) -> StreamEntry { StreamEntry(id: streamID, fields: fields) }
+
+    @Test func buildsTheApplyParametersInStreamOrder() {
+        let batch = TransitionBatch(entries: [
+            entry("1700000000000-0", ["device": id.string, "type": "online", "at": "1700000000000", "last_heartbeat": "1700000000000"]),
+            entry("1700000002500-3", ["device": id.string, "type": "offline", "at": "1700000002500", "last_heartbeat": "1700000000000"]),
+        ])
+        #expect(batch.malformed.isEmpty)
+        let parameters = batch.parameters(bucket: 3, offlineAfter: .milliseconds(2500))
+        #expect(parameters == [
+            "3", "{1700000000000-0,1700000002500-3}", "{\(id),\(id)}", "{online,offline}", "{1700000000000,1700000002500}",
+            "{1700000000000,1700000000000}", "{heartbeat_received,heartbeat_timeout}", "2.5",
+        ])
+    }
+
+    @Test func setsAsideMalformedEntries() {
+        let batch = TransitionBatch(entries: [
+            entry("1-0", ["device": "not-a-uuid", "type": "online", "at": "1", "last_heartbeat": "1"]),
+            entry("2-0", ["device": id.string, "type": "sideways", "at": "1", "last_heartbeat": "1"]),
+            entry("3-0", ["device": id.string, "type": "online"]),
+            entry("4-0", ["device": id.string, "type": "online", "at": "1", "last_heartbeat": "1"]),
+        ])
+        #expect(batch.malformed == ["1-0", "2-0", "3-0"])
+        #expect(batch.ids == ["4-0"])
+    }
+}
+
+@Suite struct StreamEntryTests {
+    @Test func parsesReadAndAutoClaimReplies() {
+        let entries: RedisValue = .array([.array([.string("5-1"), .array([.string("a"), .string("1"), .string("b"), .string("2")])])])
+        #expect(StreamEntry.fromRead(.array([.array([.string("key"), entries])])) == [StreamEntry(id: "5-1", fields: ["a": "1", "b": "2"])])
+        #expect(StreamEntry.fromRead(.null).isEmpty)
+        #expect(StreamEntry.fromAutoClaim(.array([.string("0-0"), entries, .array([])])).map(\.id) == ["5-1"])
+        #expect(StreamEntry.fromAutoClaim(.array([.string("0-0"), .array([]), .array([])])).isEmpty)
+    }
+}
+
+@Suite struct MonitorConfigurationTests {
+    func configuration(_ environment: [String: String]) throws(ConfigurationError) -> MonitorConfiguration {
+        try MonitorConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment)))
+    }
+
+    @Test func refusesToStartWithoutAnAdminToken() {
+        #expect(throws: ConfigurationError(variable: "ADMIN_TOKEN", value: nil, reason: "is required: the ops API refuses to run without a bearer token")) {
+            try configuration([:])
+        }
+        #expect(throws: ConfigurationError.self) { try configuration(["ADMIN_TOKEN": "short"]) }
+    }
+
+    @Test func defaultsMatchTheDesign() throws {
+        let config = try configuration(["ADMIN_TOKEN": "0123456789abcdef"])
+        #expect(config.postgresURL == "postgres://heartbeat@127.0.0.1:5432/heartbeat")
+        #expect(config.kafkaBrokers == "127.0.0.1:9092")
+        #expect(config.adminHost == "127.0.0.1" && config.adminPort == 8081)
+        #expect(config.offlineAfter == .seconds(600))
+        #expect(config.scanInterval == .seconds(60))
+        #expect(config.keys.buckets == 16)
+        #expect(config.storm == .init(minDevices: 50, fraction: 0.5, maxHold: .seconds(900)))
+        #expect(config.historyRetentionDays == 30)
+        #expect(config.alertWebhookURL == nil)
+    }
+
+    @Test func scaledDownDurationsForTests() throws {
+        let config = try configuration(["ADMIN_TOKEN": "0123456789abcdef", "OFFLINE_AFTER_SECONDS": "2", "SCAN_INTERVAL_SECONDS": "0.5"])
+        #expect(config.offlineAfter == .seconds(2))
+        #expect(config.scanInterval == .milliseconds(500))
+    }
+
+    @Test(arguments: [
+        ("POSTGRES_URL", "mysql://x"), ("MASS_OFFLINE_FRACTION", "1.5"), ("MASS_OFFLINE_MIN_DEVICES", "0"),
+        ("OFFLINE_AFTER_SECONDS", "ten"), ("SCAN_INTERVAL_SECONDS", "0"), ("HISTORY_RETENTION_DAYS", "0"),
+    ])
+    func rejectsBadValues(variable: String, value: String) {
+        do {
+            _ = try configuration(["ADMIN_TOKEN": "0123456789abcdef", variable: value])
+            Issue.record("\(variable)=\(value) accepted")
+        } catch {
+            #expect(error.variable == variable)
+        }
+    }
+}
