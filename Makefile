@@ -17,7 +17,7 @@ run: deps        ## Redis, PostgreSQL, Kafka mock, the gateway and a demo device
 	scripts/run-local.sh
 
 stop:            ## stop what `make run` started
-	-@if [ -f .run/ingest.pid ]; then kill $$(cat .run/ingest.pid) 2>/dev/null; rm -f .run/ingest.pid; fi
+	-@for p in heartbeat-ingest heartbeat-monitor; do if [ -f .run/$$p.pid ]; then kill $$(cat .run/$$p.pid) 2>/dev/null; rm -f .run/$$p.pid; fi; done
 	scripts/services.sh stop
 
 test: deps       ## unit and integration tests (starts and stops its own services)

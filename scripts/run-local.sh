@@ -10,20 +10,33 @@ HTTP_PORT=${HTTP_PORT:-8080}
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
 swift build --product heartbeat-ingest
+swift build --product heartbeat-monitor
 bin=$(swift build --show-bin-path)
+ADMIN_PORT=${ADMIN_PORT:-8081}
+if [[ ! -s $RUN/admin-token ]]; then head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$RUN/admin-token"; fi
+ADMIN_TOKEN=$(cat "$RUN/admin-token")
 
-if [[ -f $RUN/ingest.pid ]] && kill -0 "$(cat "$RUN/ingest.pid")" 2>/dev/null; then
-    echo "run-local: heartbeat-ingest already running (pid $(cat "$RUN/ingest.pid"))"
-else
-    HTTP_HOST=127.0.0.1 HTTP_PORT=$HTTP_PORT REDIS_URL=$REDIS_URL nohup "$bin/heartbeat-ingest" >"$RUN/ingest.log" 2>&1 &
-    echo $! >"$RUN/ingest.pid"
-    for _ in $(seq 50); do
-        curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && break
+# start NAME PORT ENV...: runs .build/…/NAME in the background unless it already runs, waits for /readyz
+start() {
+    local name=$1 port=$2
+    shift 2
+    if [[ -f $RUN/$name.pid ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+        echo "run-local: $name already running (pid $(cat "$RUN/$name.pid"))"
+        return
+    fi
+    env "$@" nohup "$bin/$name" >"$RUN/$name.log" 2>&1 &
+    echo $! >"$RUN/$name.pid"
+    for _ in $(seq 100); do
+        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
         sleep 0.2
     done
-    curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || { tail -20 "$RUN/ingest.log"; exit 1; }
-    echo "run-local: heartbeat-ingest listening on 127.0.0.1:$HTTP_PORT (log: $RUN/ingest.log)"
-fi
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { tail -20 "$RUN/$name.log"; exit 1; }
+    echo "run-local: $name listening on 127.0.0.1:$port (log: $RUN/$name.log)"
+}
+
+start heartbeat-monitor "$ADMIN_PORT" REDIS_URL="$REDIS_URL" POSTGRES_URL="$POSTGRES_URL" KAFKA_BROKERS="$KAFKA_BROKERS" \
+    ADMIN_HOST=127.0.0.1 ADMIN_PORT="$ADMIN_PORT" ADMIN_TOKEN="$ADMIN_TOKEN"
+start heartbeat-ingest "$HTTP_PORT" HTTP_HOST=127.0.0.1 HTTP_PORT="$HTTP_PORT" REDIS_URL="$REDIS_URL"
 
 eval "$(scripts/register-demo-device.sh)"
 cat <<EOT
@@ -35,6 +48,11 @@ Send a heartbeat:
     -H 'Authorization: Bearer $DEMO_DEVICE_TOKEN' -H 'Content-Type: application/json' \\
     -d '{"device_id":"$DEMO_DEVICE_ID","timestamp":"$(date -u +%Y-%m-%dT%H:%M:%SZ)","current_playlist":"demo-playlist","storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"1.2.3"}'
 
-Metrics: curl -sS http://127.0.0.1:$HTTP_PORT/metrics
+Its status (PostgreSQL, via the monitor):
+  psql "$POSTGRES_URL" -c "SELECT id, status, status_version, last_heartbeat FROM devices"
+Events on Kafka:  kcat -b $KAFKA_BROKERS -C -t device.online -t device.offline -e
+Monitor readiness (leader, storm hold):  curl -sS http://127.0.0.1:$ADMIN_PORT/readyz
+Metrics: curl -sS http://127.0.0.1:$HTTP_PORT/metrics   curl -sS http://127.0.0.1:$ADMIN_PORT/metrics
+Admin token (ops API): $RUN/admin-token
 Stop everything: make stop
 EOT

@@ -9,6 +9,8 @@ import Shared
 @main
 struct App {
     static func main() async throws {
+        // hiredis and libpq write with plain write(2): a peer reset must be an error, not a signal.
+        signal(SIGPIPE, SIG_IGN)
         if CommandLine.arguments.contains(where: { $0 == "--help" || $0 == "-h" }) {
             print(usage)
             return

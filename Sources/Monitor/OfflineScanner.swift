@@ -37,7 +37,7 @@ final class OfflineScanner: Service, Sendable {
         self.batchSize = batchSize
         self.metrics = metrics
         self.logger = logger
-        self.stormGuard = Mutex(StormGuard(settings: storm))
+        self.stormGuard = Mutex(StormGuard(settings: storm, window: offlineAfter))
     }
 
     func run() async throws {
@@ -77,9 +77,14 @@ final class OfflineScanner: Service, Sendable {
                 nowMs = max(nowMs, values[2])
             }
         }
-        let graceUntil = grace.withLock { grace in
-            if grace.epoch != lease.epoch { grace = (lease.epoch, nowMs + offlineAfter.milliseconds) }
-            return grace.untilMs
+        let (graceUntil, newLease) = grace.withLock { grace in
+            let isNew = grace.epoch != lease.epoch
+            if isNew { grace = (lease.epoch, nowMs + offlineAfter.milliseconds) }
+            return (grace.untilMs, isNew)
+        }
+        if newLease {
+            // a new term starts with a clean guard: no stale hold or release from an earlier term
+            stormGuard.withLock { $0 = StormGuard(settings: $0.settings, window: offlineAfter) }
         }
         if nowMs < graceUntil {
             report.inGrace = true
@@ -105,10 +110,11 @@ final class OfflineScanner: Service, Sendable {
         case .proceed:
             break
         }
+        let cutoff = String(nowMs - offlineAfter.milliseconds)
         for bucket in keys.allBuckets where perBucket[bucket] > 0 {
             while leadership.holds(lease) {
                 let reply = try await redis.run(OfflineScanScript.apply,
-                    keys: [keys.online(bucket: bucket), keys.transitions(bucket: bucket)], arguments: [afterMs, String(batchSize)])
+                    keys: [keys.online(bucket: bucket), keys.transitions(bucket: bucket)], arguments: [cutoff, String(batchSize)])
                 let values = reply.array?.compactMap(\.integer) ?? []
                 guard values.count == 2 else { throw RedisError.unexpectedReply("offline apply returned \(reply)") }
                 report.declaredOffline += Int(values[0])
@@ -116,6 +122,7 @@ final class OfflineScanner: Service, Sendable {
             }
         }
         if report.declaredOffline > 0 {
+            stormGuard.withLock { $0.recordDeclared(report.declaredOffline, nowMs: nowMs) }
             metrics.declaredOffline.increment(by: report.declaredOffline)
             logger.info("declared devices offline", metadata: ["count": "\(report.declaredOffline)"])
         }

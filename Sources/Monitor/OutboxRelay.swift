@@ -15,7 +15,7 @@ struct OutboxRelay: Service {
     let logger: Logger
 
     func run() async throws {
-        let producer = try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
+        var producer = try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
         var connection: PostgresConnection?
         var backoff = Duration.milliseconds(200)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -24,6 +24,11 @@ struct OutboxRelay: Service {
                 do {
                     if connection == nil || connection!.isBroken {
                         connection = try await PostgresConnection.connect(url: postgresURL, applicationName: "heartbeat-monitor-outbox")
+                    }
+                    if let fatal = producer.fatalError() {
+                        // idempotence is broken for this producer: start a new one; the rows are still in the outbox
+                        logger.error("Kafka producer failed fatally; creating a new one", metadata: ["error": "\(fatal)"])
+                        producer = try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
                     }
                     let (published, failed) = try await relayOnce(connection!, producer: producer)
                     if failed > 0 {

@@ -5,6 +5,10 @@
 /// one fleet-level alert raised, and the question asked again next scan. The hold ends when the
 /// stale share falls back under the threshold, when an operator releases it, or after `maxHold`
 /// (then the devices still silent are declared offline, late but not lost).
+///
+/// A storm that arrives over several scans (devices beating every few minutes fall silent a slice
+/// at a time) is judged over a window: devices declared offline within the last `window` count as
+/// stale again, against the fleet as it was at the window's start.
 struct StormGuard: Sendable, Equatable {
     struct Settings: Sendable, Equatable {
         var minDevices: Int
@@ -25,13 +29,33 @@ struct StormGuard: Sendable, Equatable {
         case proceedAfterHold(HoldEnd)
     }
 
+    struct Declared: Sendable, Equatable {
+        var atMs: Int64
+        var count: Int
+    }
+
     let settings: Settings
+    /// How far back declared-offline devices still count (the offline threshold).
+    let window: Duration
     /// Redis time (ms) when the current hold began; `nil` when not holding.
     private(set) var holdingSince: Int64?
     private var releaseRequested = false
+    private var recent: [Declared] = []
 
-    init(settings: Settings) {
+    init(settings: Settings, window: Duration = .zero) {
         self.settings = settings
+        self.window = window
+    }
+
+    /// Records devices a scan declared offline, so the next scans see them within the window.
+    mutating func recordDeclared(_ count: Int, nowMs: Int64) {
+        guard count > 0 else { return }
+        recent.append(Declared(atMs: nowMs, count: count))
+    }
+
+    private mutating func declaredWithinWindow(nowMs: Int64) -> Int {
+        recent.removeAll { nowMs - $0.atMs > window.milliseconds }
+        return recent.reduce(0) { $0 + $1.count }
     }
 
     var isHolding: Bool { holdingSince != nil }
@@ -50,7 +74,8 @@ struct StormGuard: Sendable, Equatable {
 
     /// Decides what a scan that found `stale` of `online` devices silent may do, at Redis time `now` (ms).
     mutating func decide(stale: Int, online: Int, nowMs now: Int64) -> Decision {
-        let storm = isStorm(stale: stale, online: online)
+        let declared = declaredWithinWindow(nowMs: now)
+        let storm = isStorm(stale: stale + declared, online: online + declared)
         if let since = holdingSince {
             let end: HoldEnd? =
                 if releaseRequested { .released }
@@ -60,6 +85,7 @@ struct StormGuard: Sendable, Equatable {
             guard let end else { return .hold(devices: stale, started: false) }
             holdingSince = nil
             releaseRequested = false
+            recent = []  // the storm has been adjudicated; what follows is judged afresh
             return .proceedAfterHold(end)
         }
         guard storm else { return .proceed }

@@ -46,6 +46,13 @@ struct TransitionApplier: Service {
         }
     }
 
+    /// The smallest stream id after `id` (`ms-seq` → `ms-(seq+1)`).
+    static func successor(of id: String) -> String? {
+        let parts = id.split(separator: "-")
+        guard parts.count == 2, let ms = UInt64(parts[0]), let seq = UInt64(parts[1]) else { return nil }
+        return seq == UInt64.max ? "\(ms + 1)-0" : "\(ms)-\(seq + 1)"
+    }
+
     /// Creates the consumer group on every bucket's stream (from the start, so nothing written
     /// before the first monitor ran is missed).
     func createGroups() async throws {
@@ -61,6 +68,7 @@ struct TransitionApplier: Service {
         let stream = keys.transitions(bucket: bucket)
         var entries = StreamEntry.fromAutoClaim(try await redis.execute(
             ["XAUTOCLAIM", stream, Self.group, consumer, "0", "0-0", "COUNT", String(batchSize)]))
+        let claimed = !entries.isEmpty
         if entries.isEmpty {
             entries = StreamEntry.fromRead(try await redis.execute(
                 ["XREADGROUP", "GROUP", Self.group, consumer, "COUNT", String(batchSize), "STREAMS", stream, ">"]))
@@ -79,6 +87,11 @@ struct TransitionApplier: Service {
             logger.debug("applied transitions", metadata: ["bucket": "\(bucket)", "entries": "\(batch.ids.count)", "changes": "\(changed)"])
         }
         try await redis.execute(["XACK", stream, Self.group] + entries.map(\.id))
+        // Nothing was pending before this read, and all of it is acknowledged now: everything up to
+        // the last entry is applied and can go, so the stream does not grow with every flap.
+        if !claimed, let last = entries.last, let next = Self.successor(of: last.id) {
+            try await redis.execute(["XTRIM", stream, "MINID", next])
+        }
         return entries.count
     }
 }

@@ -16,16 +16,18 @@ import Testing
         let h = try await MonitorHarness.start()
         let (id, token) = try await h.register(1)[0]
         try await h.withMonitor { _ in
+            let beatAt = ContinuousClock.now
             #expect(try await h.beat(id, token: token) != .unknownDevice)
             #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
             #expect(try await h.status(id)?.version == 1)
-            let silentSince = ContinuousClock.now
-            // still online before OFFLINE_AFTER has passed
-            try await Task.sleep(for: .milliseconds(1500))
+            // still online before OFFLINE_AFTER (2 s of Redis time) has passed
+            try await Task.sleep(until: beatAt + .milliseconds(1200))
             #expect(try await h.status(id)?.status == "online")
-            #expect(try await h.eventually(.seconds(4)) { try await h.status(id)?.status == "offline" })
-            let silence = ContinuousClock.now - silentSince
-            #expect(silence >= .seconds(2) && silence < .seconds(4), "offline after \(silence)")
+            #expect(try await h.eventually(.seconds(5)) { try await h.status(id)?.status == "offline" })
+            // declared offline 2 s after the last beat, within about a scan (both times are Redis time)
+            let silence = try await h.database.connection.query(
+                "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar.flatMap(Double.init) ?? -1
+            #expect(silence >= 2 && silence < 2 + 0.5 + 1.5, "offline after \(silence) s of silence")
             #expect(try await h.status(id)?.version == 2)
             try await h.beat(id, token: token)
             #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
@@ -89,8 +91,8 @@ import Testing
                 }
                 try await group.waitForAll()
             }
-            // let the applier drain every transition
-            #expect(try await h.eventually(.seconds(10)) {
+            // transitions written but not yet applied (pending or not yet read)
+            @Sendable func pendingTransitions() async throws -> Int {
                 var pending = 0
                 for bucket in h.keys.allBuckets {
                     let info = try await h.redis.execute(["XPENDING", h.keys.transitions(bucket: bucket), TransitionApplier.group])
@@ -99,24 +101,47 @@ import Testing
                     let fields = lag.array?.first?.array ?? []
                     if let index = fields.firstIndex(of: .string("lag")), let value = fields[index + 1].integer { pending += Int(value) }
                 }
-                return pending == 0
-            })
-            var online = Set<String>()
-            for bucket in h.keys.allBuckets {
-                online.formUnion(try await h.redis.execute(["ZRANGE", h.keys.online(bucket: bucket), "0", "-1"]).array?.compactMap(\.string) ?? [])
+                return pending
             }
+            #expect(try await h.eventually(.seconds(10)) { try await pendingTransitions() == 0 })
+            // Compare one consistent moment: Redis's online sets before and after one read of
+            // PostgreSQL, with nothing pending in between (the scanner keeps running).
+            func onlineInRedis() async throws -> Set<String> {
+                var online = Set<String>()
+                for bucket in h.keys.allBuckets {
+                    online.formUnion(try await h.redis.execute(["ZRANGE", h.keys.online(bucket: bucket), "0", "-1"]).array?.compactMap(\.string) ?? [])
+                }
+                return online
+            }
+            let ids = "{" + devices.map(\.0.string).joined(separator: ",") + "}"
+            var statuses: [String: String] = [:]
+            var online = Set<String>()
+            var consistent = false
+            for _ in 0..<10 where !consistent {
+                let before = try await onlineInRedis()
+                statuses = Dictionary(uniqueKeysWithValues: try await h.database.connection.query(
+                    "SELECT id, status FROM devices WHERE id = ANY($1::uuid[])", [ids]).rows.map { ($0[0] ?? "", $0[1] ?? "") })
+                let after = try await onlineInRedis()
+                let pending = try await pendingTransitions()
+                consistent = before == after && pending == 0
+                online = after
+            }
+            #expect(consistent, "Redis kept changing under the comparison")
+            let events = try await h.database.connection.query(
+                "SELECT device_id, to_status, status_version FROM device_status_events WHERE device_id = ANY($1::uuid[]) ORDER BY id", [ids])
+            var history: [String: [(status: String, version: Int)]] = [:]
+            for row in events.rows { history[row[0] ?? "", default: []].append((row[1] ?? "", Int(row[2] ?? "") ?? -1)) }
             var transitionsSeen = 0
             for (id, _) in devices {
-                let status = try #require(try await h.status(id))
-                #expect(status.status == (online.contains(id.string) ? "online" : "offline"), "\(id)")
-                let events = try await h.events(id)
+                #expect(statuses[id.string] == (online.contains(id.string) ? "online" : "offline"), "\(id)")
+                let events = history[id.string] ?? []
                 transitionsSeen += events.count
                 #expect(events.first?.status == "online")
                 for (previous, next) in zip(events, events.dropFirst()) {
                     #expect(previous.status != next.status, "\(id): \(events)")
                     #expect(next.version == previous.version + 1, "\(id): \(events)")
                 }
-                #expect(events.last?.version == status.version)
+                #expect(events.last?.status == statuses[id.string])
             }
             #expect(transitionsSeen > devices.count * 2, "the race produced offline/online flips: \(transitionsSeen)")
         }
@@ -181,17 +206,23 @@ import Testing
         try await h.beat(id, token: token)
         #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
 
-        // kill the leader: its tasks stop and its PostgreSQL session dies
-        await first.kill()
+        // The leader's session dies under it (network cut): it must stop acting, and one leader must follow.
         _ = try await h.database.connection.query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'hbm-leader-first'")
-        #expect(try await h.eventually(.seconds(5)) { try await leader() == "hbm-leader-second" })
+        var next: String?
+        #expect(try await h.eventually(.seconds(5)) { next = try await leader(); return next != nil })
+        // Then the leader dies outright (whichever instance leads now); the other carries on.
+        let (dead, survivor) = next == "hbm-leader-first" ? (first, second) : (second, first)
+        await dead.kill()
+        _ = try await h.database.connection.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", ["hbm-leader-" + dead.instance])
+        #expect(try await h.eventually(.seconds(5)) { try await leader() == "hbm-leader-" + survivor.instance })
         // the standby carries on: the silent device goes offline, and comes back
         #expect(try await h.eventually(.seconds(8)) { try await h.status(id)?.status == "offline" })
         try await h.beat(id, token: token)
         #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
         #expect(try await h.events(id).map(\.version) == [1, 2, 3])
-        await second.stop()
+        await survivor.stop()
         #expect(try await leader() == nil)  // a graceful stop releases the lock
         await h.shutdown()
     }

@@ -41,6 +41,8 @@ import Testing
         ("missing timestamp", ["timestamp": nil], "timestamp"),
         ("timestamp not iso", ["timestamp": "02/02/2026"], "timestamp"),
         ("timestamp number", ["timestamp": 1_770_028_200], "timestamp"),
+        ("timestamp before 1970", ["timestamp": "0000-01-01T00:00:00+01:00"], "timestamp"),
+        ("timestamp past 9999", ["timestamp": "9999-12-31T23:30:00-01:00"], "timestamp"),
         ("negative total", ["storage_status": ["total_gb": -1, "used_gb": 0]], "storage_status.total_gb"),
         ("negative used", ["storage_status": ["total_gb": 1, "used_gb": -0.5]], "storage_status.used_gb"),
         ("string number", ["storage_status": ["total_gb": "64", "used_gb": 1]], "storage_status.total_gb"),

@@ -56,6 +56,9 @@ extension HeartbeatPayload {
         guard let deviceTime = UTCTimestamp(iso8601: rawTime) else {
             throw .init(field: "timestamp", message: "must be an ISO-8601 date-time with a time zone, e.g. 2026-02-02T10:30:00Z")
         }
+        guard deviceTime >= Limits.earliestDeviceTime, deviceTime <= Limits.latestDeviceTime else {
+            throw .init(field: "timestamp", message: "must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+        }
         var storage: StorageStatus?
         if let raw = wire.storage_status {
             let total = try storageFigure(raw.total_gb, field: "storage_status.total_gb")

@@ -45,6 +45,9 @@ public struct HeartbeatPayload: Sendable, Equatable {
         public static let playerVersionLength = 64
         /// Largest storage figure accepted, in GB (an exabyte).
         public static let storageGB = 1e9
+        /// Device clocks outside these are not dates (they could not be stored or formatted).
+        public static let earliestDeviceTime = UTCTimestamp(millisecondsSinceEpoch: 0)
+        public static let latestDeviceTime = UTCTimestamp(millisecondsSinceEpoch: 253_402_300_799_999)
     }
 
     /// The payload as compact JSON in the wire field names: what Redis stores as the latest payload

@@ -98,8 +98,14 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     deinit {
-        if !poll.stopping.exchange(true, ordering: .relaxed) { poll.done.wait() }
-        rd_kafka_destroy(handle)
+        // Stopping the poll thread and rd_kafka_destroy block: do it on a Dispatch thread, never on
+        // the cooperative pool the last reference may be released from.
+        let shared = KafkaHandle(pointer: handle)
+        let poll = self.poll
+        DispatchQueue.global().async {
+            if !poll.stopping.exchange(true, ordering: .relaxed) { poll.done.wait() }
+            rd_kafka_destroy(shared.pointer)
+        }
     }
 
     /// Produces one message and waits for the broker's acknowledgement.
@@ -116,7 +122,19 @@ public final class KafkaProducer: @unchecked Sendable {
         for message in messages {
             let delivery = Delivery()
             deliveries.append(delivery)
-            if let error = produce(message, delivery: delivery) { delivery.complete(.failure(error)) }
+            var outcome = produce(message, delivery: delivery)
+            var waited = 0
+            while outcome == .queueFull && waited < 500 {
+                // the local queue is full: the poll thread drains delivery reports meanwhile
+                try? await Task.sleep(for: .milliseconds(2))
+                waited += 1
+                outcome = produce(message, delivery: delivery)
+            }
+            switch outcome {
+            case .queued: break
+            case .queueFull: delivery.complete(.failure(.produce("local queue stayed full")))
+            case .failed(let error): delivery.complete(.failure(error))
+            }
         }
         var results: [Result<Void, KafkaError>] = []
         results.reserveCapacity(messages.count)
@@ -124,23 +142,32 @@ public final class KafkaProducer: @unchecked Sendable {
         return results
     }
 
-    /// Queues one message; `nil` when librdkafka took it (its report completes `delivery`).
-    private func produce(_ message: Message, delivery: Delivery) -> KafkaError? {
-        guard !poll.stopping.load(ordering: .relaxed) else { return .closed }
+    private enum ProduceOutcome: Equatable {
+        case queued, queueFull
+        case failed(KafkaError)
+    }
+
+    /// Hands one message to librdkafka without blocking; on `.queued` its report completes `delivery`.
+    private func produce(_ message: Message, delivery: Delivery) -> ProduceOutcome {
+        guard !poll.stopping.load(ordering: .relaxed) else { return .failed(.closed) }
+        if let fatal = fatalError() { return .failed(fatal) }
         let opaque = Unmanaged.passRetained(delivery).toOpaque()
         var key = Array(message.key.utf8), value = Array(message.value.utf8)
-        for _ in 0..<500 {
-            let error = heartbeat_kafka_produce(handle, message.topic, &key, key.count, &value, value.count, opaque)
-            if error == RD_KAFKA_RESP_ERR_NO_ERROR { return nil }
-            guard error == RD_KAFKA_RESP_ERR__QUEUE_FULL else {
-                Unmanaged<Delivery>.fromOpaque(opaque).release()
-                let text = KafkaConfiguration.errorText(error)
-                return error == RD_KAFKA_RESP_ERR__FATAL ? .fatal(text) : .produce(text)
-            }
-            usleep(2_000)  // local queue full: the poll thread drains delivery reports meanwhile
-        }
+        let error = heartbeat_kafka_produce(handle, message.topic, &key, key.count, &value, value.count, opaque)
+        if error == RD_KAFKA_RESP_ERR_NO_ERROR { return .queued }
         Unmanaged<Delivery>.fromOpaque(opaque).release()
-        return .produce("local queue stayed full")
+        if error == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
+        let text = KafkaConfiguration.errorText(error)
+        return .failed(error == RD_KAFKA_RESP_ERR__FATAL ? .fatal(fatalError()?.description ?? text) : .produce(text))
+    }
+
+    /// The producer's fatal error (idempotence can no longer be guaranteed), if it has one:
+    /// then every later send fails and the owner must create a new producer.
+    public func fatalError() -> KafkaError? {
+        var reason = [CChar](repeating: 0, count: 512)
+        let code = rd_kafka_fatal_error(handle, &reason, reason.count)
+        guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return .fatal(String(cString: reason))
     }
 
     /// Waits (on a Dispatch thread) up to `timeout` for queued messages to be delivered.

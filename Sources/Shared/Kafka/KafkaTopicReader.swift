@@ -46,7 +46,8 @@ public final class KafkaTopicReader: @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
-    /// Everything that arrives within `duration`, stopping early once the reader has been idle for `idle`.
+    /// Everything that arrives within `duration`, stopping early once the reader has been idle for
+    /// `idle` after the first record (connecting and fetching may take longer than `idle`).
     public func read(for duration: Duration, idle: Duration = .milliseconds(500)) async -> [KafkaRecord] {
         await withCheckedContinuation { continuation in
             let shared = KafkaHandle(pointer: handle)
@@ -54,8 +55,9 @@ public final class KafkaTopicReader: @unchecked Sendable {
                 let handle = shared.pointer
                 var records: [KafkaRecord] = []
                 let deadline = ContinuousClock.now + duration
-                var lastRecord = ContinuousClock.now
-                while ContinuousClock.now < deadline, ContinuousClock.now - lastRecord < idle {
+                var lastRecord: ContinuousClock.Instant?
+                while ContinuousClock.now < deadline {
+                    if let lastRecord, ContinuousClock.now - lastRecord >= idle { break }
                     guard let message = rd_kafka_consumer_poll(handle, 50) else { continue }
                     defer { rd_kafka_message_destroy(message) }
                     let m = message.pointee

@@ -50,13 +50,6 @@ public enum Migrations {
             );
             CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 
-            -- Last applied entry of each bucket's transitions stream: replays at or before it are skipped.
-            CREATE TABLE transition_cursor (
-                bucket int PRIMARY KEY,
-                last_ms bigint NOT NULL,
-                last_seq bigint NOT NULL
-            );
-
             CREATE TABLE heartbeat_history (
                 device_id uuid NOT NULL,
                 received_at timestamptz NOT NULL,
@@ -67,27 +60,23 @@ public enum Migrations {
             """#),
         Migration(version: 2, name: "apply_transitions", sql: #"""
             -- Applies a bucket's transitions in stream order, in the caller's transaction.
-            -- Idempotent: entries at or before the bucket's cursor are skipped, and a transition to the
-            -- status the device already has changes nothing. Returns the number of status changes.
+            -- Idempotent: an entry already applied (same bucket and stream id, the event's `source`) is
+            -- skipped, and a transition to the status the device already has changes nothing.
+            -- Returns the number of status changes.
             CREATE FUNCTION apply_transitions(
                 p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
                 p_last_ms bigint[], p_reasons text[], p_offline_after double precision
             ) RETURNS int LANGUAGE plpgsql AS $$
             DECLARE
-                v_cursor transition_cursor%ROWTYPE;
-                v_ms bigint; v_seq bigint;
+                v_source text;
                 v_old text; v_version bigint;
                 v_at timestamptz; v_last timestamptz;
                 v_event uuid;
                 v_applied int := 0;
             BEGIN
-                SELECT * INTO v_cursor FROM transition_cursor WHERE bucket = p_bucket FOR UPDATE;
                 FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-                    v_ms := split_part(p_ids[i], '-', 1)::bigint;
-                    v_seq := split_part(p_ids[i], '-', 2)::bigint;
-                    CONTINUE WHEN v_cursor.bucket IS NOT NULL
-                        AND (v_ms, v_seq) <= (v_cursor.last_ms, v_cursor.last_seq);
-                    v_cursor.bucket := p_bucket; v_cursor.last_ms := v_ms; v_cursor.last_seq := v_seq;
+                    v_source := p_bucket || ':' || p_ids[i];
+                    CONTINUE WHEN EXISTS (SELECT 1 FROM device_status_events WHERE source = v_source);
 
                     v_at := to_timestamp(p_at_ms[i] / 1000.0);
                     v_last := to_timestamp(p_last_ms[i] / 1000.0);
@@ -105,8 +94,7 @@ public enum Migrations {
                     v_event := gen_random_uuid();
                     INSERT INTO device_status_events
                         (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
-                    VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version,
-                            p_bucket || ':' || p_ids[i]);
+                    VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version, v_source);
                     INSERT INTO outbox (event_id, topic, key, payload)
                     VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
                         'event_id', v_event,
@@ -121,11 +109,6 @@ public enum Migrations {
                         'offline_after_seconds', p_offline_after)::text);
                     v_applied := v_applied + 1;
                 END LOOP;
-                IF v_cursor.bucket IS NOT NULL THEN
-                    INSERT INTO transition_cursor (bucket, last_ms, last_seq)
-                    VALUES (p_bucket, v_cursor.last_ms, v_cursor.last_seq)
-                    ON CONFLICT (bucket) DO UPDATE SET last_ms = excluded.last_ms, last_seq = excluded.last_seq;
-                END IF;
                 RETURN v_applied;
             END $$;
             """#),

@@ -29,6 +29,8 @@ public final class PostgresConnection: @unchecked Sendable {
         let separator = url.contains("?") ? "&" : "?"
         let conninfo = url + separator + "connect_timeout=\(connectTimeoutSeconds)&application_name=\(applicationName)"
             + "&keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3&tcp_user_timeout=10000"
+            // and on the server's side, so a vanished client (a dead leader) loses its session and locks in ~20 s
+            + "&options=-c%20tcp_keepalives_idle%3D5%20-c%20tcp_keepalives_interval%3D2%20-c%20tcp_keepalives_count%3D3%20-c%20tcp_user_timeout%3D20000"
         let pointer: OpaquePointer = try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 guard let conn = PQconnectdb(conninfo) else {
