@@ -13,7 +13,9 @@ struct AdminController<Context: RequestContext> {
     let metricsRegistry: PrometheusCollectorRegistry
     let adminToken: String
 
-    func addRoutes(to router: Router<Context>) {
+    /// Adds the routes; returns the authenticated `/api/v1` group for the other ops controllers.
+    @discardableResult
+    func addRoutes(to router: Router<Context>) -> RouterGroup<Context> {
         router.get("/healthz") { _, _ in Self.json(.ok, #"{"status":"ok"}"#) }
         router.get("/readyz") { _, _ in try await readiness() }
         router.get("/metrics") { _, _ in
@@ -30,6 +32,7 @@ struct AdminController<Context: RequestContext> {
             let released = scanner.stormGuard.withLock { $0.requestRelease() }
             return Self.json(.ok, #"{"released":\#(released)}"#)
         }
+        return api
     }
 
     private func readiness() async throws -> Response {

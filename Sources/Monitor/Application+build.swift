@@ -22,17 +22,23 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
                                     pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
     let relay = OutboxRelay(postgresURL: configuration.postgresURL, brokers: configuration.kafkaBrokers, leadership: leadership,
                             batchSize: 500, pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
-    let router = Router(context: BasicRequestContext.self)
-    router.add(middleware: MetricsMiddleware())
-    AdminController(redis: redis, postgresURL: configuration.postgresURL, leadership: leadership, scanner: scanner,
-                    metricsRegistry: metricsRegistry, adminToken: configuration.adminToken).addRoutes(to: router)
+    let db = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-api")
+    let registry = DeviceRegistryCache(redis: redis, keys: configuration.keys)
+    let history = HistoryWriter(redis: redis, keys: configuration.keys, leadership: leadership, db: db, consumer: configuration.instanceID,
+                                retentionDays: configuration.historyRetentionDays, batchSize: 2000,
+                                pollInterval: configuration.pollInterval, logger: logger)
+    let seeder = RegistrySeeder(db: db, registry: registry, leadership: leadership, interval: configuration.scanInterval, logger: logger)
+    let router = buildAdminRouter(
+        admin: AdminController(redis: redis, postgresURL: configuration.postgresURL, leadership: leadership, scanner: scanner,
+                               metricsRegistry: metricsRegistry, adminToken: configuration.adminToken),
+        devices: DevicesController(db: db, registry: registry))
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.adminHost, port: configuration.adminPort), serverName: "heartbeat-monitor"),
-        services: [redis, elector, scanner, applier, relay],
+        services: [redis, elector, seeder, scanner, applier, history, relay],
         logger: logger)
     app.beforeServerStarts {
-        do { try await redis.load([OfflineScanScript.count, OfflineScanScript.apply]) } catch {
+        do { try await redis.load([OfflineScanScript.count, OfflineScanScript.apply, DeviceRegistryCache.boundedPush]) } catch {
             logger.warning("could not preload scripts; Redis unreachable?", metadata: ["error": "\(error)"])
         }
     }
@@ -55,4 +61,12 @@ func migrate(url: String, logger: Logger) async throws {
             try await Task.sleep(for: .seconds(1))
         }
     }
+}
+
+/// The monitor's HTTP routes: health, readiness and metrics, and the ops API behind the admin token.
+func buildAdminRouter(admin: AdminController<BasicRequestContext>, devices: DevicesController<BasicRequestContext>) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
+    devices.addRoutes(to: admin.addRoutes(to: router))
+    return router
 }

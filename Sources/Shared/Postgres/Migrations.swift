@@ -112,6 +112,39 @@ public enum Migrations {
                 RETURN v_applied;
             END $$;
             """#),
+        Migration(version: 3, name: "iso timestamps, daily history partitions", sql: #"""
+            -- ISO-8601 in UTC with milliseconds, as every API answers.
+            CREATE FUNCTION iso(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+                SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+            $$;
+
+            -- Creates the day's partition of heartbeat_history if missing (UTC days).
+            CREATE FUNCTION ensure_history_partition(p_day date) RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+                EXECUTE format(
+                    'CREATE TABLE IF NOT EXISTS %I PARTITION OF heartbeat_history FOR VALUES FROM (%L) TO (%L)',
+                    'heartbeat_history_' || to_char(p_day, 'YYYYMMDD'),
+                    p_day::text || ' 00:00:00+00', (p_day + 1)::text || ' 00:00:00+00');
+            END $$;
+
+            -- Drops the partitions of days before p_day. Returns how many were dropped.
+            CREATE FUNCTION drop_history_partitions_before(p_day date) RETURNS int LANGUAGE plpgsql AS $$
+            DECLARE
+                v_name text;
+                v_dropped int := 0;
+            BEGIN
+                FOR v_name IN
+                    SELECT c.relname FROM pg_inherits i
+                    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                    WHERE p.relname = 'heartbeat_history' AND c.relname ~ '^heartbeat_history_[0-9]{8}$'
+                      AND to_date(right(c.relname, 8), 'YYYYMMDD') < p_day
+                LOOP
+                    EXECUTE format('DROP TABLE %I', v_name);
+                    v_dropped := v_dropped + 1;
+                END LOOP;
+                RETURN v_dropped;
+            END $$;
+            """#),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.

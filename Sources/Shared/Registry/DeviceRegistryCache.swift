@@ -31,7 +31,26 @@ public struct DeviceRegistryCache: Sendable {
     }
 
     /// Queues a command (already serialized as JSON) for the device's next heartbeat.
-    public func enqueueCommand(json: String, expiresAt: UTCTimestamp, for device: DeviceID) async throws {
-        try await redis.execute(["RPUSH", keys.commands(device), "\(expiresAt.millisecondsSinceEpoch)|\(json)"])
+    /// - Returns: false when the device already has `limit` commands waiting (nothing queued).
+    @discardableResult
+    public func enqueueCommand(json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int = 100) async throws -> Bool {
+        let reply = try await redis.run(Self.boundedPush, keys: [keys.commands(device)],
+                                        arguments: [String(limit), "\(expiresAt.millisecondsSinceEpoch)|\(json)"])
+        return (reply.integer ?? -1) >= 0
     }
+
+    /// The latest heartbeat as stored in the device hash: payload JSON, device time and Redis time (ms).
+    public func latest(_ device: DeviceID) async throws -> (payload: String?, deviceTimeMs: Int64?, lastHeartbeatMs: Int64?) {
+        let values = try await redis.execute([
+            "HMGET", keys.device(device), KeySchema.DeviceField.payload, KeySchema.DeviceField.deviceTime, KeySchema.DeviceField.lastHeartbeat,
+        ]).array ?? []
+        guard values.count == 3 else { return (nil, nil, nil) }
+        return (values[0].string, values[1].integer, values[2].integer)
+    }
+
+    /// RPUSH unless the list already holds ARGV[1] entries; returns the new length, or -1 when full.
+    public static let boundedPush = RedisScript(name: "bounded-push", source: #"""
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
+return redis.call('RPUSH', KEYS[1], ARGV[2])
+"""#)
 }

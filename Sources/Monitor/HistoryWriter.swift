@@ -1,0 +1,152 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Shared
+
+/// While leading, drains the bucket history streams (consumer group `history`) into the
+/// day-partitioned `heartbeat_history` table, one multi-row INSERT per batch, acknowledging after
+/// commit. Keeps partitions ahead of time and drops those past `HISTORY_RETENTION_DAYS`.
+///
+/// The history streams are capped (`HISTORY_STREAM_MAX_LENGTH`, set by the gateway): when
+/// PostgreSQL is away long enough for the cap to be hit, the oldest unread rows are shed. That is
+/// the one place data may be lost, so it is detected, counted and logged.
+struct HistoryWriter: Service {
+    static let group = "history"
+
+    let redis: RedisClient
+    let keys: KeySchema
+    let leadership: Leadership
+    let db: PostgresPool
+    let consumer: String
+    let retentionDays: Int
+    let batchSize: Int
+    let pollInterval: Duration
+    let logger: Logger
+
+    let written = Counter(label: "monitor_history_rows_written_total")
+    let shed = Counter(label: "monitor_history_stream_overflow_total")
+
+    func run() async throws {
+        var groupsReady = false
+        var lastMaintenance: ContinuousClock.Instant?
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var worked = false
+            if leadership.isLeader {
+                do {
+                    if lastMaintenance.map({ ContinuousClock.now - $0 > .seconds(3600) }) ?? true {
+                        try await maintainPartitions()
+                        lastMaintenance = .now
+                    }
+                    if !groupsReady {
+                        try await createGroups()
+                        groupsReady = true
+                    }
+                    for bucket in keys.allBuckets where leadership.isLeader {
+                        if try await drainOnce(bucket: bucket) > 0 { worked = true }
+                    }
+                } catch {
+                    if case RedisError.server(let message) = error, message.hasPrefix("NOGROUP") { groupsReady = false }
+                    logger.error("history writer failed", metadata: ["error": "\(error)"])
+                }
+            }
+            if !worked, !(await sleepUnlessShuttingDown(pollInterval)) { return }
+        }
+    }
+
+    func createGroups() async throws {
+        for bucket in keys.allBuckets {
+            let reply = try await redis.send(["XGROUP", "CREATE", keys.history(bucket: bucket), Self.group, "0", "MKSTREAM"])
+            if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") { throw RedisError.server(message) }
+        }
+    }
+
+    /// Partitions from yesterday to three days ahead; drops days past retention.
+    func maintainPartitions() async throws {
+        try await db.query("SELECT ensure_history_partition(d::date) FROM generate_series(current_date - 1, current_date + 3, '1 day') d")
+        let dropped = try await db.query("SELECT drop_history_partitions_before(current_date - $1::int)", [String(retentionDays)]).scalar
+        if let dropped, dropped != "0" { logger.notice("dropped history partitions past retention", metadata: ["count": "\(dropped)"]) }
+    }
+
+    /// Writes one batch of the bucket. Returns how many entries were consumed.
+    func drainOnce(bucket: Int) async throws -> Int {
+        let stream = keys.history(bucket: bucket)
+        var entries = StreamEntry.fromAutoClaim(try await redis.execute(
+            ["XAUTOCLAIM", stream, Self.group, consumer, "0", "0-0", "COUNT", String(batchSize)]))
+        if entries.isEmpty {
+            try await detectShedding(stream)
+            entries = StreamEntry.fromRead(try await redis.execute(
+                ["XREADGROUP", "GROUP", Self.group, consumer, "COUNT", String(batchSize), "STREAMS", stream, ">"]))
+        }
+        guard !entries.isEmpty else { return 0 }
+        var devices: [String] = [], times: [String] = [], payloads: [String] = []
+        for entry in entries {
+            guard let device = entry.fields[KeySchema.HistoryField.device].flatMap({ DeviceID($0) }),
+                let at = entry.fields[KeySchema.HistoryField.receivedAt], Int64(at) != nil,
+                let payload = entry.fields[KeySchema.HistoryField.payload]
+            else { continue }
+            devices.append(device.string)
+            times.append(at)
+            payloads.append(payload)
+        }
+        if !devices.isEmpty {
+            let parameters = [PostgresArray.text(devices), PostgresArray.text(times), PostgresArray.text(payloads)]
+            do {
+                try await insert(parameters)
+            } catch let error as PostgresError {
+                // 23514: no partition for a row (a day not created yet); create it and retry once
+                guard case .queryFailed("23514", _) = error else { throw error }
+                try await db.query("""
+                    SELECT ensure_history_partition((to_timestamp(t / 1000.0) AT TIME ZONE 'UTC')::date)
+                    FROM (SELECT DISTINCT unnest($1::bigint[]) / 86400000 * 86400000 AS t) days
+                    """, [parameters[1]])
+                try await insert(parameters)
+            }
+            written.increment(by: devices.count)
+        }
+        try await redis.execute(["XACK", stream, Self.group] + entries.map(\.id))
+        return entries.count
+    }
+
+    private func insert(_ parameters: [String]) async throws {
+        try await db.query("""
+            INSERT INTO heartbeat_history (device_id, received_at, device_time, payload)
+            SELECT d, to_timestamp(t / 1000.0), (p::jsonb ->> 'timestamp')::timestamptz, p::jsonb
+            FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS u(d, t, p)
+            """, parameters)
+    }
+
+    /// When the stream's oldest entry is newer than the group's last delivered entry, rows were
+    /// trimmed before this writer read them: the cap was hit.
+    private func detectShedding(_ stream: String) async throws {
+        guard let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array else { return }
+        for group in groups {
+            let fields = group.array ?? []
+            func field(_ name: String) -> RedisValue? {
+                guard let index = fields.firstIndex(of: .string(name)), index + 1 < fields.count else { return nil }
+                return fields[index + 1]
+            }
+            guard field("name")?.string == Self.group, let delivered = field("last-delivered-id")?.string else { continue }
+            let first = try await redis.execute(["XRANGE", stream, "-", "+", "COUNT", "1"])
+            guard let firstID = StreamEntry.list(first).first?.id else { return }
+            if delivered != "0-0", Self.compare(firstID, delivered) > 0, let next = TransitionApplier.successor(of: delivered),
+                Self.compare(firstID, next) > 0 {
+                shed.increment()
+                logger.error("history stream cap hit: rows were shed before they reached PostgreSQL",
+                             metadata: ["stream": "\(stream)", "last_read": "\(delivered)", "oldest_left": "\(firstID)"])
+                // move the group past the gap so the same loss is reported once
+                try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered == "0-0" ? "0" : next])
+            }
+        }
+    }
+
+    /// Orders two stream ids (`ms-seq`).
+    static func compare(_ a: String, _ b: String) -> Int {
+        func parts(_ id: String) -> (UInt64, UInt64) {
+            let p = id.split(separator: "-")
+            return (UInt64(p.first ?? "0") ?? 0, UInt64(p.count > 1 ? p[1] : "0") ?? 0)
+        }
+        let (x, y) = (parts(a), parts(b))
+        return x == y ? 0 : (x < y ? -1 : 1)
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// JSON in and out of the ops API.
+enum JSONBody {
+    /// Decodes a request body of at most 64 KiB into `T`, mapping every failure to a 400 that says why.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: 64 * 1024)
+        } catch is NIOTooManyBytesError {
+            throw AdminError(status: .contentTooLarge, code: "body_too_large", message: "the body must be at most 65536 bytes")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw AdminError.invalidBody("\(key.stringValue) is required")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw AdminError.invalidBody(field.isEmpty ? "the body must be a JSON object" : "\(field) has the wrong type")
+        } catch {
+            throw AdminError.invalidBody("malformed JSON body")
+        }
+    }
+
+    /// A JSON response from a dictionary (`NSNull()` for null).
+    static func response(_ object: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension AdminError {
+    static func invalidBody(_ message: String) -> AdminError { AdminError(status: .badRequest, code: "invalid_body", message: message) }
+    static func invalidQuery(_ message: String) -> AdminError { AdminError(status: .badRequest, code: "invalid_query", message: message) }
+    static let invalidDeviceID = AdminError(status: .badRequest, code: "invalid_device_id", message: "the device id in the path must be a UUID")
+    static let unknownDevice = AdminError(status: .notFound, code: "unknown_device", message: "no device is registered with this id")
+    static let unavailable = AdminError(status: .serviceUnavailable, code: "unavailable", message: "a store is unavailable; retry shortly")
+}
+
+/// `NSNull()` for nil, for JSONSerialization.
+func orNull(_ value: Any?) -> Any { value ?? NSNull() }
