@@ -1,0 +1,191 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Shared
+import Testing
+
+@testable import Ingest
+@testable import Monitor
+
+/// The ops API end to end on real Redis, PostgreSQL and the Kafka mock.
+@Suite(.serialized) struct OpsAPITests {
+    static let auth: HTTPFields = [.authorization: "Bearer \(MonitorHarness.adminToken)", .contentType: "application/json"]
+
+    static func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil,
+                     auth: Bool = true) async throws -> (status: HTTPResponse.Status, json: [String: Any]) {
+        let response = try await client.execute(uri: uri, method: method, headers: auth ? Self.auth : [.contentType: "application/json"],
+                                                body: body.map { ByteBuffer(string: $0) })
+        let json = (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any] ?? [:]
+        return (response.status, json)
+    }
+
+    @Test func registrationTokensAndErrors() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            #expect(try await Self.call(client, .post, "/api/v1/devices", #"{"name":"lobby"}"#, auth: false).status == .unauthorized)
+            let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"lobby screen"}"#)
+            #expect(created.status == .created)
+            let id = try #require((created.json["id"] as? String).flatMap { DeviceID($0) })
+            let token = try #require(created.json["token"] as? String)
+            #expect(token.count == 43)
+            // only the hash is stored
+            #expect(try await h.database.connection.query("SELECT token_hash FROM devices WHERE id = $1", [id.string]).scalar == DeviceToken.hash(token))
+            guard case .recorded = try await h.beat(id, token: token) else { Issue.record("the new token does not work"); return }
+
+            let chosen = DeviceID.random()
+            #expect(try await Self.call(client, .post, "/api/v1/devices", #"{"id":"\#(chosen)","name":"a"}"#).status == .created)
+            let duplicate = try await Self.call(client, .post, "/api/v1/devices", #"{"id":"\#(chosen)","name":"b"}"#)
+            #expect(duplicate.status == .conflict)
+            #expect(duplicate.json["error"] as? String == "device_exists")
+            for bad in [#"{"name":""}"#, #"{"id":"nope","name":"x"}"#, #"{"name":5}"#, "{", "[]", #"{}"#] {
+                let response = try await Self.call(client, .post, "/api/v1/devices", bad)
+                #expect(response.status == .badRequest, "\(bad)")
+                #expect(response.json["error"] as? String == "invalid_body", "\(bad)")
+            }
+
+            let rotated = try await Self.call(client, .post, "/api/v1/devices/\(id)/token")
+            #expect(rotated.status == .ok)
+            let newToken = try #require(rotated.json["token"] as? String)
+            #expect(try await h.beat(id, token: token) == .wrongToken)
+            guard case .recorded = try await h.beat(id, token: newToken) else { Issue.record("the rotated token does not work"); return }
+            #expect(try await Self.call(client, .post, "/api/v1/devices/\(DeviceID.random())/token").status == .notFound)
+            #expect(try await Self.call(client, .post, "/api/v1/devices/not-a-uuid/token").status == .badRequest)
+        }
+        await h.shutdown()
+    }
+
+    @Test func playlistsAndCommandsReachTheNextHeartbeat() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"door"}"#)
+            let id = try #require((created.json["id"] as? String).flatMap { DeviceID($0) })
+            let token = try #require(created.json["token"] as? String)
+            let playlist = DeviceID.random()
+            #expect(try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"\#(playlist)"}"#).status == .ok)
+            #expect(try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"x"}"#).status == .badRequest)
+            #expect(try await Self.call(client, .put, "/api/v1/devices/\(DeviceID.random())/playlist", #"{"playlist_id":"\#(playlist)"}"#).status == .notFound)
+
+            let queued = try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"reboot","payload":{"delay":5},"ttl_seconds":60}"#)
+            #expect(queued.status == .accepted)
+            let commandID = try #require(queued.json["id"] as? String)
+            _ = try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"flash","ttl_seconds":1}"#)
+            try await Task.sleep(for: .milliseconds(1200))  // the second one expires
+            guard case .recorded(_, let assigned, let commands) = try await h.beat(id, token: token) else { Issue.record("beat failed"); return }
+            #expect(assigned == playlist.string)
+            #expect(commands.count == 1)
+            let command = try #require(commands.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+            #expect(command["id"] as? String == commandID)
+            #expect(command["type"] as? String == "reboot")
+            #expect((command["payload"] as? [String: Any])?["delay"] as? Int == 5)
+            #expect(UTCTimestamp(iso8601: command["expires_at"] as? String ?? "") != nil)
+            guard case .recorded(_, _, let again) = try await h.beat(id, token: token) else { return }
+            #expect(again.isEmpty)
+
+            for bad in [#"{"type":""}"#, #"{"type":"x","ttl_seconds":0}"#, #"{"type":"x","payload":[1]}"#, #"{"payload":{}}"#] {
+                #expect(try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", bad).status == .badRequest, "\(bad)")
+            }
+            for _ in 0..<100 { _ = try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"noop"}"#) }
+            let full = try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"noop"}"#)
+            #expect(full.status == .conflict)
+            #expect(full.json["error"] as? String == "command_queue_full")
+        }
+        await h.shutdown()
+    }
+
+    @Test func devicesStatusHistoryEventsAndUptime() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            var devices: [(DeviceID, String)] = []
+            for index in 0..<5 {
+                let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"d\#(index)"}"#)
+                devices.append((try #require((created.json["id"] as? String).flatMap { DeviceID($0) }), try #require(created.json["token"] as? String)))
+            }
+            let (id, token) = devices[0]
+            for _ in 0..<3 { try await h.beat(id, token: token) }
+            #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+
+            // keyset pagination, stable order, filter
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await Self.call(client, .get, "/api/v1/devices?limit=2" + (cursor.map { "&cursor=\($0)" } ?? ""))
+                #expect(page.status == .ok)
+                let items = page.json["devices"] as? [[String: Any]] ?? []
+                #expect(items.count <= 2)
+                seen += items.compactMap { $0["id"] as? String }
+                cursor = page.json["next_cursor"] as? String
+            } while cursor != nil
+            #expect(seen == devices.map(\.0.string).sorted())
+            let online = try await Self.call(client, .get, "/api/v1/devices?status=online")
+            #expect((online.json["devices"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [id.string])
+            #expect(try await Self.call(client, .get, "/api/v1/devices?status=sideways").status == .badRequest)
+            #expect(try await Self.call(client, .get, "/api/v1/devices?limit=5000").status == .badRequest)
+            #expect(try await Self.call(client, .get, "/api/v1/devices?cursor=%%%").status == .badRequest)
+
+            let detail = try await Self.call(client, .get, "/api/v1/devices/\(id)")
+            #expect(detail.status == .ok)
+            #expect(detail.json["status"] as? String == "online")
+            #expect(detail.json["status_version"] as? Int == 1)
+            #expect(detail.json["name"] as? String == "d0")
+            let latest = try #require(detail.json["latest"] as? [String: Any])
+            #expect((latest["payload"] as? [String: Any])?["device_id"] as? String == id.string)
+            #expect(latest["device_time"] as? String == "2026-02-02T10:30:00.000Z")
+            #expect(latest["clock_offset_ms"] is Int)
+            #expect(try await Self.call(client, .get, "/api/v1/devices/\(DeviceID.random())").status == .notFound)
+
+            // history rows arrive through the history writer, newest first
+            #expect(try await h.eventually(.seconds(5)) {
+                ((try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats").json["heartbeats"] as? [Any])?.count ?? 0) == 3
+            })
+            let history = try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats?limit=2")
+            let rows = history.json["heartbeats"] as? [[String: Any]] ?? []
+            #expect(rows.count == 2)
+            let times = rows.compactMap { ($0["received_at"] as? String).flatMap { UTCTimestamp(iso8601: $0) } }
+            #expect(times.count == 2 && times[0] >= times[1])
+            #expect(try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats?from=yesterday").status == .badRequest)
+
+            // silent: offline, then events newest first, and an uptime figure
+            #expect(try await h.eventually(.seconds(6)) { try await h.status(id)?.status == "offline" })
+            let events = try await Self.call(client, .get, "/api/v1/devices/\(id)/events")
+            let list = events.json["events"] as? [[String: Any]] ?? []
+            #expect(list.compactMap { $0["to"] as? String } == ["offline", "online"])
+            #expect(list.compactMap { $0["status_version"] as? Int } == [2, 1])
+            let uptime = try await Self.call(client, .get, "/api/v1/devices/\(id)/uptime")
+            let fraction = try #require(uptime.json["online_fraction"] as? Double)
+            #expect(fraction > 0 && fraction < 0.01)  // about 2 s online in the last 24 h
+            #expect((uptime.json["online_seconds"] as? Double).map { $0 >= 1.5 && $0 < 10 } == true)
+        }
+        await h.shutdown()
+    }
+
+    @Test func aFlushedRedisIsReseededFromPostgreSQL() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"kiosk"}"#)
+            let id = try #require((created.json["id"] as? String).flatMap { DeviceID($0) })
+            let token = try #require(created.json["token"] as? String)
+            let playlist = DeviceID.random()
+            _ = try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"\#(playlist)"}"#)
+            try await h.redis.execute(["FLUSHALL"])
+            #expect(try await h.beat(id, token: token) == .unknownDevice)
+            #expect(try await h.eventually(.seconds(5)) {
+                if case .recorded(_, let assigned, _) = try await h.beat(id, token: token) { return assigned == playlist.string }
+                return false
+            })
+        }
+        await h.shutdown()
+    }
+
+    @Test func historyPartitionsAreKeptAheadAndDroppedPastRetention() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor(["HISTORY_RETENTION_DAYS": "1"]) { _ in
+            let partitions = "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'heartbeat_history'"
+            #expect(try await h.eventually(.seconds(3)) { try await h.database.connection.query(partitions).scalar == "5" })
+            try await h.database.connection.query("SELECT ensure_history_partition(current_date - 40)")
+            #expect(try await h.database.connection.query(partitions).scalar == "6")
+            #expect(try await h.database.connection.query("SELECT drop_history_partitions_before(current_date - 1)").scalar == "1")
+        }
+        await h.shutdown()
+    }
+}
