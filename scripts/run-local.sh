@@ -38,7 +38,14 @@ start heartbeat-monitor "$ADMIN_PORT" REDIS_URL="$REDIS_URL" POSTGRES_URL="$POST
     ADMIN_HOST=127.0.0.1 ADMIN_PORT="$ADMIN_PORT" ADMIN_TOKEN="$ADMIN_TOKEN"
 start heartbeat-ingest "$HTTP_PORT" HTTP_HOST=127.0.0.1 HTTP_PORT="$HTTP_PORT" REDIS_URL="$REDIS_URL"
 
-eval "$(scripts/register-demo-device.sh)"
+# Register the demo device through the ops API (PostgreSQL is the registry; Redis gets its copy).
+reply=$(curl -fsS -X POST "http://127.0.0.1:$ADMIN_PORT/api/v1/devices" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' -d '{"name":"demo player"}')
+DEMO_DEVICE_ID=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$reply")
+DEMO_DEVICE_TOKEN=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$reply")
+DEMO_PLAYLIST=$(cat /proc/sys/kernel/random/uuid)
+curl -fsS -X PUT "http://127.0.0.1:$ADMIN_PORT/api/v1/devices/$DEMO_DEVICE_ID/playlist" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' -d "{\"playlist_id\":\"$DEMO_PLAYLIST\"}" >/dev/null
 cat <<EOT
 
 Demo device registered: $DEMO_DEVICE_ID
@@ -46,13 +53,17 @@ Demo device registered: $DEMO_DEVICE_ID
 Send a heartbeat:
   curl -sS -X POST http://127.0.0.1:$HTTP_PORT/api/v1/devices/$DEMO_DEVICE_ID/heartbeat \\
     -H 'Authorization: Bearer $DEMO_DEVICE_TOKEN' -H 'Content-Type: application/json' \\
-    -d '{"device_id":"$DEMO_DEVICE_ID","timestamp":"$(date -u +%Y-%m-%dT%H:%M:%SZ)","current_playlist":"demo-playlist","storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"1.2.3"}'
+    -d '{"device_id":"$DEMO_DEVICE_ID","timestamp":"$(date -u +%Y-%m-%dT%H:%M:%SZ)","current_playlist":"$DEMO_PLAYLIST","storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"1.2.3"}'
 
-Its status (PostgreSQL, via the monitor):
-  psql "$POSTGRES_URL" -c "SELECT id, status, status_version, last_heartbeat FROM devices"
-Events on Kafka:  kcat -b $KAFKA_BROKERS -C -t device.online -t device.offline -e
+Read its status (ops API):
+  curl -sS http://127.0.0.1:$ADMIN_PORT/api/v1/devices/$DEMO_DEVICE_ID -H 'Authorization: Bearer $ADMIN_TOKEN'
+Queue a command for its next heartbeat:
+  curl -sS -X POST http://127.0.0.1:$ADMIN_PORT/api/v1/devices/$DEMO_DEVICE_ID/commands -H 'Authorization: Bearer $ADMIN_TOKEN' \
+    -H 'Content-Type: application/json' -d '{"type":"screenshot","payload":{},"ttl_seconds":600}'
+
+Events on Kafka:  kcat -b $KAFKA_BROKERS -C -t device.online -t device.offline -o beginning -e
 Monitor readiness (leader, storm hold):  curl -sS http://127.0.0.1:$ADMIN_PORT/readyz
 Metrics: curl -sS http://127.0.0.1:$HTTP_PORT/metrics   curl -sS http://127.0.0.1:$ADMIN_PORT/metrics
-Admin token (ops API): $RUN/admin-token
+Admin token (ops API): $RUN/admin-token  — API reference: docs/openapi.yaml
 Stop everything: make stop
 EOT
