@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build release run stop test unit-test services-start services-stop clean
+.PHONY: deps build release run stop test unit-test bench clean
 
 deps:            ## install the Debian packages (only what is missing)
 	scripts/install-deps.sh
@@ -29,3 +29,6 @@ unit-test:       ## unit tests only, no services
 clean:
 	swift package clean
 	rm -rf .run
+
+bench: deps      ## release builds, the stack, wrk against nginx / no-op / heartbeat; writes docs/benchmarks.md
+	python3 scripts/bench/bench.py

@@ -8,9 +8,15 @@ struct IngestMetrics: Sendable {
     /// Heartbeats that failed because the store (Redis) failed or timed out.
     let storeErrors = Counter(label: "heartbeat_redis_errors_total")
 
+    /// One counter per outcome, made once: a metrics-system lookup per request would cost a lock and a hash.
+    private let outcomes: [String: Counter] = Dictionary(uniqueKeysWithValues: [
+        "ok", "invalid_device_id", "invalid_body", "device_id_mismatch", "missing_token", "invalid_token",
+        "unknown_device", "body_too_large", "too_frequent", "unavailable",
+    ].map { ($0, Counter(label: "heartbeat_outcomes_total", dimensions: [("outcome", $0)])) })
+
     /// Counts a heartbeat by outcome (`ok` or the error code).
     func outcome(_ code: String) {
-        Counter(label: "heartbeat_outcomes_total", dimensions: [("outcome", code)]).increment()
+        (outcomes[code] ?? Counter(label: "heartbeat_outcomes_total", dimensions: [("outcome", code)])).increment()
     }
 }
 
