@@ -140,6 +140,7 @@ redis_start() {
     rm -f "$REDIS_PIDFILE"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
         --save "" --appendonly no --daemonize yes \
+        --hash-max-listpack-value 1024 \
         --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log" >/dev/null
     if ! wait_for 10 redis_ping; then
         log_tail "$REDIS_DIR/redis.log"

@@ -83,8 +83,17 @@ struct HeartbeatController<Context: RequestContext> {
 
     /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive); `nil` when absent or empty.
     static func bearerToken(_ header: String?) -> String? {
-        guard let header, header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
-        let token = header.dropFirst(7).trimmingCharacters(in: .whitespaces)
-        return token.isEmpty || token.count > 512 ? nil : token
+        guard let header else { return nil }
+        let bytes = header.utf8
+        guard bytes.count > 7 else { return nil }
+        // "bearer " compared case-insensitively on bytes (this runs for every heartbeat)
+        for (byte, expected) in zip(bytes.prefix(7), "bearer ".utf8) where byte | 0x20 != expected {
+            return nil
+        }
+        let token = bytes.dropFirst(7).drop { $0 == UInt8(ascii: " ") }
+        var end = token.endIndex
+        while end > token.startIndex, bytes[bytes.index(before: end)] == UInt8(ascii: " ") { end = bytes.index(before: end) }
+        let trimmed = token[token.startIndex..<end]
+        return trimmed.isEmpty || trimmed.count > 512 ? nil : String(decoding: trimmed, as: UTF8.self)
     }
 }
