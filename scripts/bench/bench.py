@@ -198,6 +198,10 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         f"| gateway RSS ≤ 150 MB at peak | {rss_peak_kb / 1024:.0f} MB (VmHWM) | {check(rss_peak_kb <= 150 * 1024)} |",
         "",
         "Not yet measured here: the offline scan of 1,000,000 devices with 10,000 stale, and a 10-minute soak.",
+        "The history writer row rate above is bounded by the gateway's rate (it keeps up: see the drain figure); its own",
+        "capacity is not measured separately yet.",
+        "",
+        "Profiles, what changed each number, and what limits the gateway: [performance.md](performance.md).",
         "",
     ]
     with open(args.output, "w") as out:
