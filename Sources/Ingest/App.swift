@@ -9,23 +9,10 @@ import Shared
 @main
 struct App {
     static func main() async throws {
-        // hiredis and libpq write with plain write(2): a peer reset must be an error, not a signal.
-        signal(SIGPIPE, SIG_IGN)
-        if CommandLine.arguments.contains(where: { $0 == "--help" || $0 == "-h" }) {
-            print(usage)
-            return
-        }
-        let configuration: IngestConfiguration
-        do {
-            configuration = try IngestConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider()))
-        } catch {
-            FileHandle.standardError.write(Data("heartbeat-ingest: \(error)\n".utf8))
-            exit(2)
-        }
-        var logger = Logger(label: "heartbeat-ingest")
-        logger.logLevel = configuration.logLevel
-        let registry = MetricsBootstrap.registry
-        let app = buildApplication(configuration: configuration, metricsRegistry: registry, logger: logger)
+        if ProcessStartup.helpRequested(usage) { return }
+        let configuration = ProcessStartup.configuration("heartbeat-ingest") { reader throws(ConfigurationError) in try IngestConfiguration(reader: reader) }
+        let logger = ProcessStartup.logger("heartbeat-ingest", level: configuration.logLevel)
+        let app = buildApplication(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
         try await app.runService()
     }
 

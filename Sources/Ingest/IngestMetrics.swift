@@ -19,10 +19,3 @@ struct IngestMetrics: Sendable {
         (outcomes[code] ?? Counter(label: "heartbeat_outcomes_total", dimensions: [("outcome", code)])).increment()
     }
 }
-
-extension Metrics.Timer {
-    func recordInterval(since start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
-        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-    }
-}

@@ -9,21 +9,9 @@ import Shared
 @main
 struct App {
     static func main() async throws {
-        // hiredis and libpq write with plain write(2): a peer reset must be an error, not a signal.
-        signal(SIGPIPE, SIG_IGN)
-        if CommandLine.arguments.contains(where: { $0 == "--help" || $0 == "-h" }) {
-            print(usage)
-            return
-        }
-        let configuration: MonitorConfiguration
-        do {
-            configuration = try MonitorConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider()))
-        } catch {
-            FileHandle.standardError.write(Data("heartbeat-monitor: \(error)\n".utf8))
-            exit(2)
-        }
-        var logger = Logger(label: "heartbeat-monitor")
-        logger.logLevel = configuration.logLevel
+        if ProcessStartup.helpRequested(usage) { return }
+        let configuration = ProcessStartup.configuration("heartbeat-monitor") { reader throws(ConfigurationError) in try MonitorConfiguration(reader: reader) }
+        let logger = ProcessStartup.logger("heartbeat-monitor", level: configuration.logLevel)
         let app = try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
         try await app.runService()
     }

@@ -24,6 +24,7 @@ struct HistoryWriter: Service {
     let pollInterval: Duration
     let logger: Logger
 
+    var stream: StreamConsumer { StreamConsumer(redis: redis, group: Self.group, consumer: consumer) }
     let written = Counter(label: "monitor_history_rows_written_total")
     let shed = Counter(label: "monitor_history_stream_overflow_total")
 
@@ -39,25 +40,18 @@ struct HistoryWriter: Service {
                         lastMaintenance = .now
                     }
                     if !groupsReady {
-                        try await createGroups()
+                        try await stream.createGroup(on: keys.allBuckets.map { keys.history(bucket: $0) })
                         groupsReady = true
                     }
                     for bucket in keys.allBuckets where leadership.isLeader {
                         if try await drainOnce(bucket: bucket) > 0 { worked = true }
                     }
                 } catch {
-                    if case RedisError.server(let message) = error, message.hasPrefix("NOGROUP") { groupsReady = false }
+                    if StreamConsumer.isMissingGroup(error) { groupsReady = false }
                     logger.error("history writer failed", metadata: ["error": "\(error)"])
                 }
             }
             if !worked, !(await sleepUnlessShuttingDown(pollInterval)) { return }
-        }
-    }
-
-    func createGroups() async throws {
-        for bucket in keys.allBuckets {
-            let reply = try await redis.send(["XGROUP", "CREATE", keys.history(bucket: bucket), Self.group, "0", "MKSTREAM"])
-            if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") { throw RedisError.server(message) }
         }
     }
 
@@ -71,13 +65,7 @@ struct HistoryWriter: Service {
     /// Writes one batch of the bucket. Returns how many entries were consumed.
     func drainOnce(bucket: Int) async throws -> Int {
         let stream = keys.history(bucket: bucket)
-        var entries = StreamEntry.fromAutoClaim(try await redis.execute(
-            ["XAUTOCLAIM", stream, Self.group, consumer, "0", "0-0", "COUNT", String(batchSize)]))
-        if entries.isEmpty {
-            try await detectShedding(stream)
-            entries = StreamEntry.fromRead(try await redis.execute(
-                ["XREADGROUP", "GROUP", Self.group, consumer, "COUNT", String(batchSize), "STREAMS", stream, ">"]))
-        }
+        let (entries, _) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
         guard !entries.isEmpty else { return 0 }
         var devices: [String] = [], times: [String] = [], payloads: [String] = []
         for entry in entries {
@@ -104,7 +92,7 @@ struct HistoryWriter: Service {
             }
             written.increment(by: devices.count)
         }
-        try await redis.execute(["XACK", stream, Self.group] + entries.map(\.id))
+        try await self.stream.acknowledge(entries, on: stream)
         return entries.count
     }
 
@@ -129,8 +117,8 @@ struct HistoryWriter: Service {
             guard field("name")?.string == Self.group, let delivered = field("last-delivered-id")?.string else { continue }
             let first = try await redis.execute(["XRANGE", stream, "-", "+", "COUNT", "1"])
             guard let firstID = StreamEntry.list(first).first?.id else { return }
-            if delivered != "0-0", Self.compare(firstID, delivered) > 0, let next = TransitionApplier.successor(of: delivered),
-                Self.compare(firstID, next) > 0 {
+            if delivered != "0-0", StreamConsumer.compare(firstID, delivered) > 0, let next = StreamConsumer.successor(of: delivered),
+                StreamConsumer.compare(firstID, next) > 0 {
                 shed.increment()
                 logger.error("history stream cap hit: rows were shed before they reached PostgreSQL",
                              metadata: ["stream": "\(stream)", "last_read": "\(delivered)", "oldest_left": "\(firstID)"])
@@ -138,15 +126,5 @@ struct HistoryWriter: Service {
                 try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered == "0-0" ? "0" : next])
             }
         }
-    }
-
-    /// Orders two stream ids (`ms-seq`).
-    static func compare(_ a: String, _ b: String) -> Int {
-        func parts(_ id: String) -> (UInt64, UInt64) {
-            let p = id.split(separator: "-")
-            return (UInt64(p.first ?? "0") ?? 0, UInt64(p.count > 1 ? p[1] : "0") ?? 0)
-        }
-        let (x, y) = (parts(a), parts(b))
-        return x == y ? 0 : (x < y ? -1 : 1)
     }
 }

@@ -19,6 +19,8 @@ struct TransitionApplier: Service {
     let metrics: MonitorMetrics
     let logger: Logger
 
+    var stream: StreamConsumer { StreamConsumer(redis: redis, group: Self.group, consumer: consumer) }
+
     func run() async throws {
         var groupsReady = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -26,17 +28,14 @@ struct TransitionApplier: Service {
             if let lease = leadership.current {
                 do {
                     if !groupsReady {
-                        try await createGroups()
+                        try await stream.createGroup(on: keys.allBuckets.map { keys.transitions(bucket: $0) })
                         groupsReady = true
                     }
                     for bucket in keys.allBuckets where leadership.holds(lease) {
                         if try await drainOnce(bucket: bucket, lease: lease) > 0 { worked = true }
                     }
-                } catch let error as RedisError {
-                    if case .server(let message) = error, message.hasPrefix("NOGROUP") { groupsReady = false }
-                    metrics.applyErrors.increment()
-                    logger.error("applying transitions failed", metadata: ["error": "\(error)"])
                 } catch {
+                    if StreamConsumer.isMissingGroup(error) { groupsReady = false }
                     metrics.applyErrors.increment()
                     if case PostgresError.connectionLost = error { leadership.revoke(epoch: lease.epoch) }
                     logger.error("applying transitions failed", metadata: ["error": "\(error)"])
@@ -46,33 +45,11 @@ struct TransitionApplier: Service {
         }
     }
 
-    /// The smallest stream id after `id` (`ms-seq` → `ms-(seq+1)`).
-    static func successor(of id: String) -> String? {
-        let parts = id.split(separator: "-")
-        guard parts.count == 2, let ms = UInt64(parts[0]), let seq = UInt64(parts[1]) else { return nil }
-        return seq == UInt64.max ? "\(ms + 1)-0" : "\(ms)-\(seq + 1)"
-    }
-
-    /// Creates the consumer group on every bucket's stream (from the start, so nothing written
-    /// before the first monitor ran is missed).
-    func createGroups() async throws {
-        for bucket in keys.allBuckets {
-            let reply = try await redis.send(["XGROUP", "CREATE", keys.transitions(bucket: bucket), Self.group, "0", "MKSTREAM"])
-            if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") { throw RedisError.server(message) }
-        }
-    }
-
     /// Applies one batch of the bucket: pending (claimed) entries first, then new ones.
     /// - Returns: how many entries were consumed.
     func drainOnce(bucket: Int, lease: Leadership.Lease) async throws -> Int {
         let stream = keys.transitions(bucket: bucket)
-        var entries = StreamEntry.fromAutoClaim(try await redis.execute(
-            ["XAUTOCLAIM", stream, Self.group, consumer, "0", "0-0", "COUNT", String(batchSize)]))
-        let claimed = !entries.isEmpty
-        if entries.isEmpty {
-            entries = StreamEntry.fromRead(try await redis.execute(
-                ["XREADGROUP", "GROUP", Self.group, consumer, "COUNT", String(batchSize), "STREAMS", stream, ">"]))
-        }
+        let (entries, claimed) = try await self.stream.nextBatch(stream, count: batchSize)
         guard !entries.isEmpty else { return 0 }
         let batch = TransitionBatch(entries: entries)
         if !batch.malformed.isEmpty {
@@ -86,10 +63,10 @@ struct TransitionApplier: Service {
             metrics.transitionsApplied("offline", batch.kinds.filter { $0 == "offline" }.count)
             logger.debug("applied transitions", metadata: ["bucket": "\(bucket)", "entries": "\(batch.ids.count)", "changes": "\(changed)"])
         }
-        try await redis.execute(["XACK", stream, Self.group] + entries.map(\.id))
+        try await self.stream.acknowledge(entries, on: stream)
         // Nothing was pending before this read, and all of it is acknowledged now: everything up to
         // the last entry is applied and can go, so the stream does not grow with every flap.
-        if !claimed, let last = entries.last, let next = Self.successor(of: last.id) {
+        if !claimed, let last = entries.last, let next = StreamConsumer.successor(of: last.id) {
             try await redis.execute(["XTRIM", stream, "MINID", next])
         }
         return entries.count

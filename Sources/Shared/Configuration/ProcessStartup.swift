@@ -1,0 +1,42 @@
+import Configuration
+import Foundation
+import Logging
+import Metrics
+
+/// What both executables do before anything else: `--help`, environment parsing that stops with a
+/// clear message (exit code 2) on a bad value, SIGPIPE ignored.
+public enum ProcessStartup {
+    /// Prints `usage` and returns true when `--help`/`-h` is on the command line.
+    public static func helpRequested(_ usage: String) -> Bool {
+        guard CommandLine.arguments.contains(where: { $0 == "--help" || $0 == "-h" }) else { return false }
+        print(usage)
+        return true
+    }
+
+    /// Parses the configuration from the environment, or exits with status 2 naming what is wrong.
+    public static func configuration<T>(_ program: String, _ parse: (ConfigReader) throws(ConfigurationError) -> T) -> T {
+        // hiredis and libpq write with plain write(2): a peer reset must be an error, not a signal.
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            return try parse(ConfigReader(provider: EnvironmentVariablesProvider()))
+        } catch {
+            FileHandle.standardError.write(Data("\(program): \(error)\n".utf8))
+            exit(2)
+        }
+    }
+
+    /// A logger at the configured level.
+    public static func logger(_ program: String, level: Logger.Level) -> Logger {
+        var logger = Logger(label: program)
+        logger.logLevel = level
+        return logger
+    }
+}
+
+extension Metrics.Timer {
+    /// Records the time elapsed since `start`.
+    public func recordInterval(since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+}
