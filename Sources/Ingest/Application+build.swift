@@ -33,8 +33,9 @@ func buildRouter(
     store: any HeartbeatStore, metricsRegistry: PrometheusCollectorRegistry, maxBodyBytes: Int = 16 * 1024
 ) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
-    router.add(middleware: MetricsMiddleware())
+    let metrics = RequestMetricsMiddleware<BasicRequestContext>()
+    router.add(middleware: metrics)
     HeartbeatController(store: store, maxBodyBytes: maxBodyBytes, metrics: IngestMetrics()).addRoutes(to: router)
-    HealthController(store: store, metricsRegistry: metricsRegistry).addRoutes(to: router)
+    HealthController(store: store, metricsRegistry: metricsRegistry, requestMetrics: metrics).addRoutes(to: router)
     return router
 }

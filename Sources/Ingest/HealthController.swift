@@ -1,11 +1,13 @@
 import Hummingbird
 import NIOCore
 import Prometheus
+import Shared
 
 /// `GET /healthz` (process up), `GET /readyz` (store reachable), `GET /metrics` (Prometheus text).
 struct HealthController<Context: RequestContext> {
     let store: any HeartbeatStore
     let metricsRegistry: PrometheusCollectorRegistry
+    let requestMetrics: RequestMetricsMiddleware<Context>
 
     func addRoutes(to router: Router<Context>) {
         router.get("/healthz") { _, _ in
@@ -22,6 +24,7 @@ struct HealthController<Context: RequestContext> {
             }
         }
         router.get("/metrics") { _, _ in
+            requestMetrics.refreshGauges()
             var buffer = [UInt8]()
             buffer.reserveCapacity(16 * 1024)
             metricsRegistry.emit(into: &buffer)

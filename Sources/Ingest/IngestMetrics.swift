@@ -1,7 +1,7 @@
 import Metrics
 
 /// The gateway's own metrics (request counts by route and status, durations and in-flight
-/// requests come from Hummingbird's `MetricsMiddleware`).
+/// requests come from `RequestMetricsMiddleware`).
 struct IngestMetrics: Sendable {
     /// Time spent handling a heartbeat, every outcome included.
     let heartbeatDuration = Metrics.Timer(label: "heartbeat_request_duration", preferredDisplayUnit: .seconds)

@@ -66,7 +66,7 @@ func migrate(url: String, logger: Logger) async throws {
 /// The monitor's HTTP routes: health, readiness and metrics, and the ops API behind the admin token.
 func buildAdminRouter(admin: AdminController<BasicRequestContext>, devices: DevicesController<BasicRequestContext>) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestMetricsMiddleware())
     devices.addRoutes(to: admin.addRoutes(to: router))
     return router
 }

@@ -126,7 +126,8 @@ import Testing
             let text = String(buffer: metrics.body)
             #expect(text.contains("heartbeat_outcomes_total"))
             #expect(text.contains("heartbeat_request_duration"))
-            #expect(text.contains("hb_requests"))
+            #expect(text.contains("http_requests_total"))
+            #expect(text.contains("http_requests_in_flight"))
         }
     }
 
