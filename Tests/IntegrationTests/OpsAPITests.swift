@@ -188,4 +188,36 @@ import Testing
         }
         await h.shutdown()
     }
+
+    @Test func rowsShedByTheHistoryStreamCapAreCountedAndLogged() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        let tightlyCapped = RedisHeartbeatStore(redis: h.redis, keys: h.keys, minimumInterval: .zero, historyStreamCap: 1000)
+        // the writer reads the first beat, so its group has a position in the stream
+        try await h.withMonitor { _ in
+            try await h.beat(id, token: token)
+            #expect(try await h.eventually(.seconds(5)) {
+                try await h.database.connection.query("SELECT count(*) FROM heartbeat_history").scalar == "1"
+            })
+        }
+        // while no monitor runs, far more beats than the cap: the oldest unread ones are trimmed
+        let payload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000))
+        for _ in 0..<3000 { _ = try await tightlyCapped.record(payload, tokenHash: DeviceToken.hash(token)) }
+        try await h.withMonitor { client in
+            @Sendable func shedCounted() async throws -> Bool {
+                let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                return text.contains("monitor_history_stream_overflow_total ") && !text.contains("monitor_history_stream_overflow_total 0")
+            }
+            @Sendable func survivorsWritten() async throws -> Bool {
+                let rows = Int(try await h.database.connection.query("SELECT count(*) FROM heartbeat_history").scalar ?? "0") ?? 0
+                return rows > 1000 && rows < 3001
+            }
+            let shed = try await h.eventually(.seconds(5)) { try await shedCounted() }
+            #expect(shed, "the shed rows were not counted")
+            // what survived the cap is written; the shed rows are not invented
+            let survivors = try await h.eventually(.seconds(5)) { try await survivorsWritten() }
+            #expect(survivors)
+        }
+        await h.shutdown()
+    }
 }

@@ -68,8 +68,8 @@ def wrk(url, script=None, script_args=()):
     def millis(text):
         value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-    p99 = millis(re.search(r"99%\s+(\S+)", out).group(1))
-    p50 = millis(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = millis(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    p50 = millis(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])
     socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     total = int(re.search(r"(\d+) requests in", out).group(1))
