@@ -2,32 +2,8 @@ import HTTPTypes
 import Hummingbird
 import Shared
 
-/// An error answered to a client as `{"error":"code","message":"…"}` with the right status.
-struct APIError: HTTPResponseError, Equatable {
-    var status: HTTPResponse.Status
-    var code: String
-    var message: String
-    /// Seconds for a `Retry-After` header.
-    var retryAfterSeconds: Int?
-
-    var headers: HTTPFields {
-        var fields: HTTPFields = [.contentType: "application/json"]
-        if let retryAfterSeconds { fields[.retryAfter] = String(retryAfterSeconds) }
-        return fields
-    }
-
-    /// The JSON error body.
-    var body: String {
-        var json = JSONText.Object()
-        json.add("error", string: code)
-        json.add("message", string: message)
-        return json.text
-    }
-
-    func response(from request: Request, context: some RequestContext) throws -> Response {
-        Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-
+/// The gateway's errors.
+extension APIError {
     static func invalid(_ code: String, _ message: String) -> APIError {
         APIError(status: .badRequest, code: code, message: message)
     }
@@ -39,7 +15,6 @@ struct APIError: HTTPResponseError, Equatable {
     static let missingToken = APIError(status: .unauthorized, code: "missing_token",
                                        message: "send the device token as 'Authorization: Bearer <token>'")
     static let wrongToken = APIError(status: .unauthorized, code: "invalid_token", message: "the token is not valid for this device")
-    static let unknownDevice = APIError(status: .notFound, code: "unknown_device", message: "no device is registered with this id")
 
     static func bodyTooLarge(limit: Int) -> APIError {
         APIError(status: .contentTooLarge, code: "body_too_large", message: "the body must be at most \(limit) bytes")

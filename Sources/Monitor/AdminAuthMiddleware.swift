@@ -1,5 +1,6 @@
 import Crypto
 import Hummingbird
+import Shared
 
 /// Requires `Authorization: Bearer <ADMIN_TOKEN>` (compared as SHA-256 digests, in constant time).
 struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -11,10 +12,10 @@ struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
-            throw AdminError.unauthorized
+            throw APIError.unauthorized
         }
         let presented = SHA256.hash(data: Array(header.dropFirst(7).utf8))
-        guard presented == expected else { throw AdminError.unauthorized }  // Digest == is constant-time
+        guard presented == expected else { throw APIError.unauthorized }  // Digest == is constant-time
         return try await next(request, context)
     }
 }

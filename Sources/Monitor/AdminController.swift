@@ -27,7 +27,7 @@ struct AdminController<Context: RequestContext> {
         let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
         api.post("/fleet/release-hold") { _, _ in
             guard leadership.isLeader else {
-                throw AdminError(status: .conflict, code: "not_leader", message: "this instance is a standby; send it to the active monitor")
+                throw APIError(status: .conflict, code: "not_leader", message: "this instance is a standby; send it to the active monitor")
             }
             let released = scanner.stormGuard.withLock { $0.requestRelease() }
             return Self.json(.ok, #"{"released":\#(released)}"#)

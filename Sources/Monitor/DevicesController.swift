@@ -38,23 +38,23 @@ struct DevicesController<Context: RequestContext> {
         let body = try await JSONBody.decode(Registration.self, from: request)
         let id: DeviceID
         if let raw = body.id {
-            guard let parsed = DeviceID(raw) else { throw AdminError.invalidBody("id must be a UUID") }
+            guard let parsed = DeviceID(raw) else { throw APIError.invalidBody("id must be a UUID") }
             id = parsed
         } else {
             id = .random()
         }
         guard let name = body.name?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name.count <= 200 else {
-            throw AdminError.invalidBody("name is required: 1 to 200 characters")
+            throw APIError.invalidBody("name is required: 1 to 200 characters")
         }
         let token = DeviceToken.generate()
         let hash = DeviceToken.hash(token)
         do {
             try await db.query("INSERT INTO devices (id, name, token_hash) VALUES ($1, $2, $3)", [id.string, name, hash])
         } catch let error as PostgresError where error.isUniqueViolation {
-            throw AdminError(status: .conflict, code: "device_exists", message: "a device with this id is already registered")
+            throw APIError(status: .conflict, code: "device_exists", message: "a device with this id is already registered")
         } catch {
             context.logger.error("registration failed", metadata: ["error": "\(error)"])
-            throw AdminError.unavailable
+            throw APIError.unavailable
         }
         do {
             try await registry.write(device: id, tokenHash: hash)
@@ -62,7 +62,7 @@ struct DevicesController<Context: RequestContext> {
             // Without its Redis entry the device could not beat: undo, and let the caller retry.
             _ = try? await db.query("DELETE FROM devices WHERE id = $1", [id.string])
             context.logger.error("registration failed: Redis", metadata: ["error": "\(error)"])
-            throw AdminError.unavailable
+            throw APIError.unavailable
         }
         return try JSONBody.response(["id": id.string, "token": token], status: .created)
     }
@@ -72,7 +72,7 @@ struct DevicesController<Context: RequestContext> {
         let token = DeviceToken.generate()
         let hash = DeviceToken.hash(token)
         let updated = try await store { try await db.query("UPDATE devices SET token_hash = $2, updated_at = now() WHERE id = $1 RETURNING assigned_playlist", [id.string, hash]) }
-        guard let row = updated.rows.first else { throw AdminError.unknownDevice }
+        guard let row = updated.rows.first else { throw APIError.unknownDevice }
         try await store { try await registry.write(device: id, tokenHash: hash, playlist: row[0]) }
         return try JSONBody.response(["id": id.string, "token": token])
     }
@@ -86,11 +86,11 @@ struct DevicesController<Context: RequestContext> {
     @Sendable func assignPlaylist(request: Request, context: Context) async throws -> Response {
         let id = try deviceID(context)
         let body = try await JSONBody.decode(PlaylistAssignment.self, from: request)
-        guard let playlist = DeviceID(body.playlist_id) else { throw AdminError.invalidBody("playlist_id must be a UUID") }
+        guard let playlist = DeviceID(body.playlist_id) else { throw APIError.invalidBody("playlist_id must be a UUID") }
         let updated = try await store {
             try await db.query("UPDATE devices SET assigned_playlist = $2, updated_at = now() WHERE id = $1", [id.string, playlist.string])
         }
-        guard updated.affectedRows == 1 else { throw AdminError.unknownDevice }
+        guard updated.affectedRows == 1 else { throw APIError.unknownDevice }
         try await store { try await registry.assignPlaylist(playlist.string, to: id) }
         return try JSONBody.response(["id": id.string, "playlist_id": playlist.string])
     }
@@ -104,11 +104,11 @@ struct DevicesController<Context: RequestContext> {
     @Sendable func enqueueCommand(request: Request, context: Context) async throws -> Response {
         let id = try deviceID(context)
         let body = try await JSONBody.decode(CommandRequest.self, from: request)
-        guard !body.type.isEmpty, body.type.count <= 64 else { throw AdminError.invalidBody("type must be 1 to 64 characters") }
+        guard !body.type.isEmpty, body.type.count <= 64 else { throw APIError.invalidBody("type must be 1 to 64 characters") }
         let ttl = body.ttl_seconds ?? 3600
-        guard (1...604_800).contains(ttl) else { throw AdminError.invalidBody("ttl_seconds must be from 1 to 604800") }
+        guard (1...604_800).contains(ttl) else { throw APIError.invalidBody("ttl_seconds must be from 1 to 604800") }
         let payload = body.payload ?? .object([:])
-        guard case .object = payload else { throw AdminError.invalidBody("payload must be a JSON object") }
+        guard case .object = payload else { throw APIError.invalidBody("payload must be a JSON object") }
         try await requireDevice(id)
         let commandID = UUID().uuidString.lowercased()
         let expiresAt = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) + Int64(ttl) * 1000)
@@ -119,7 +119,7 @@ struct DevicesController<Context: RequestContext> {
         json.add("expires_at", string: expiresAt.iso8601)
         let queued = try await store { try await registry.enqueueCommand(json: json.text, expiresAt: expiresAt, for: id, limit: commandQueueLimit) }
         guard queued else {
-            throw AdminError(status: .conflict, code: "command_queue_full",
+            throw APIError(status: .conflict, code: "command_queue_full",
                              message: "the device already has \(commandQueueLimit) commands waiting for its next heartbeat")
         }
         return try JSONBody.response(["id": commandID, "expires_at": expiresAt.iso8601], status: .accepted)
@@ -131,13 +131,13 @@ struct DevicesController<Context: RequestContext> {
         let query = request.uri.queryParameters
         let status = query.get("status")
         if let status, DeviceStatus(rawValue: status) == nil {
-            throw AdminError.invalidQuery("status must be online, offline or unknown")
+            throw APIError.invalidQuery("status must be online, offline or unknown")
         }
         let limit = try Self.limit(query.get("limit"))
         var after: String?
         if let cursor = query.get("cursor") {
             guard let decoded = Data(base64Encoded: cursor).flatMap({ String(data: $0, encoding: .utf8) }), let id = DeviceID(decoded) else {
-                throw AdminError.invalidQuery("cursor is not one this API returned")
+                throw APIError.invalidQuery("cursor is not one this API returned")
             }
             after = id.string
         }
@@ -156,7 +156,7 @@ struct DevicesController<Context: RequestContext> {
     @Sendable func show(request: Request, context: Context) async throws -> Response {
         let id = try deviceID(context)
         let rows = try await store { try await db.query("SELECT \(Self.deviceColumns) FROM devices WHERE id = $1", [id.string]) }
-        guard let row = rows.rows.first else { throw AdminError.unknownDevice }
+        guard let row = rows.rows.first else { throw APIError.unknownDevice }
         var device = Self.summary(rows.columns, row)
         var latest: [String: Any] = ["payload": NSNull(), "device_time": NSNull(), "clock_offset_ms": NSNull()]
         if let stored = try? await registry.latest(id) {
@@ -214,7 +214,7 @@ struct DevicesController<Context: RequestContext> {
         let now = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000))
         let to = try Self.time(query.get("to"), name: "to") ?? now
         let from = try Self.time(query.get("from"), name: "from") ?? UTCTimestamp(millisecondsSinceEpoch: to.millisecondsSinceEpoch - 86_400_000)
-        guard from < to else { throw AdminError.invalidQuery("from must be before to") }
+        guard from < to else { throw APIError.invalidQuery("from must be before to") }
         try await requireDevice(id)
         let rows = try await store {
             try await db.query("""
@@ -239,31 +239,31 @@ struct DevicesController<Context: RequestContext> {
     // MARK: helpers
 
     private func deviceID(_ context: Context) throws -> DeviceID {
-        guard let raw = context.parameters.get("id"), let id = DeviceID(raw) else { throw AdminError.invalidDeviceID }
+        guard let raw = context.parameters.get("id"), let id = DeviceID(raw) else { throw APIError.invalidDeviceID }
         return id
     }
 
     private func requireDevice(_ id: DeviceID) async throws {
         let found = try await store { try await db.query("SELECT 1 FROM devices WHERE id = $1", [id.string]) }
-        guard !found.rows.isEmpty else { throw AdminError.unknownDevice }
+        guard !found.rows.isEmpty else { throw APIError.unknownDevice }
     }
 
     /// Runs a store call, turning any store failure into a 503.
     private func store<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let error as AdminError { throw error } catch {
-            throw AdminError.unavailable
+        do { return try await body() } catch let error as APIError { throw error } catch {
+            throw APIError.unavailable
         }
     }
 
     static func limit(_ raw: String?) throws -> Int {
         guard let raw else { return 100 }
-        guard let value = Int(raw), (1...1000).contains(value) else { throw AdminError.invalidQuery("limit must be from 1 to 1000") }
+        guard let value = Int(raw), (1...1000).contains(value) else { throw APIError.invalidQuery("limit must be from 1 to 1000") }
         return value
     }
 
     static func time(_ raw: String?, name: String) throws -> UTCTimestamp? {
         guard let raw else { return nil }
-        guard let value = UTCTimestamp(iso8601: raw) else { throw AdminError.invalidQuery("\(name) must be an ISO-8601 date-time, e.g. 2026-02-02T10:30:00Z") }
+        guard let value = UTCTimestamp(iso8601: raw) else { throw APIError.invalidQuery("\(name) must be an ISO-8601 date-time, e.g. 2026-02-02T10:30:00Z") }
         return value
     }
 

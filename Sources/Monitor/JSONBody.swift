@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Shared
 import NIOCore
 
 /// JSON in and out of the ops API.
@@ -10,17 +11,17 @@ enum JSONBody {
         do {
             buffer = try await request.body.collect(upTo: 64 * 1024)
         } catch is NIOTooManyBytesError {
-            throw AdminError(status: .contentTooLarge, code: "body_too_large", message: "the body must be at most 65536 bytes")
+            throw APIError(status: .contentTooLarge, code: "body_too_large", message: "the body must be at most 65536 bytes")
         }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch let DecodingError.keyNotFound(key, _) {
-            throw AdminError.invalidBody("\(key.stringValue) is required")
+            throw APIError.invalidBody("\(key.stringValue) is required")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw AdminError.invalidBody(field.isEmpty ? "the body must be a JSON object" : "\(field) has the wrong type")
+            throw APIError.invalidBody(field.isEmpty ? "the body must be a JSON object" : "\(field) has the wrong type")
         } catch {
-            throw AdminError.invalidBody("malformed JSON body")
+            throw APIError.invalidBody("malformed JSON body")
         }
     }
 
@@ -29,14 +30,6 @@ enum JSONBody {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
-}
-
-extension AdminError {
-    static func invalidBody(_ message: String) -> AdminError { AdminError(status: .badRequest, code: "invalid_body", message: message) }
-    static func invalidQuery(_ message: String) -> AdminError { AdminError(status: .badRequest, code: "invalid_query", message: message) }
-    static let invalidDeviceID = AdminError(status: .badRequest, code: "invalid_device_id", message: "the device id in the path must be a UUID")
-    static let unknownDevice = AdminError(status: .notFound, code: "unknown_device", message: "no device is registered with this id")
-    static let unavailable = AdminError(status: .serviceUnavailable, code: "unavailable", message: "a store is unavailable; retry shortly")
 }
 
 /// `NSNull()` for nil, for JSONSerialization.
