@@ -30,12 +30,9 @@ struct TransitionBatch: Sendable, Equatable {
 
     /// The SQL parameters for `apply_transitions($1 … $8)`.
     func parameters(bucket: Int, offlineAfter: Duration) -> [String?] {
-        [String(bucket), Self.array(ids), Self.array(devices), Self.array(kinds), Self.array(atMs), Self.array(lastMs),
-         Self.array(reasons), String(Double(offlineAfter.milliseconds) / 1000)]
+        [String(bucket), PostgresArray.plain(ids), PostgresArray.plain(devices), PostgresArray.plain(kinds), PostgresArray.plain(atMs), PostgresArray.plain(lastMs),
+         PostgresArray.plain(reasons), String(Double(offlineAfter.milliseconds) / 1000)]
     }
-
-    /// A PostgreSQL array literal of values that need no quoting (ids, UUIDs, numbers, words).
-    static func array(_ values: [String]) -> String { "{" + values.joined(separator: ",") + "}" }
 
     static let sql = "SELECT apply_transitions($1::int, $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::float8)"
 }

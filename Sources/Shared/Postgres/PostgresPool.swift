@@ -46,6 +46,9 @@ public final class PostgresPool: Sendable {
 
 /// PostgreSQL array literals for `$n::type[]` parameters.
 public enum PostgresArray {
+    /// `{a,b}` for values that need no quoting (ids, UUIDs, numbers, plain words).
+    public static func plain(_ values: [String]) -> String { "{" + values.joined(separator: ",") + "}" }
+
     /// `{"a","b"}` with every element quoted and escaped: safe for any text (JSON included).
     public static func text(_ values: [String]) -> String {
         var out = "{"
