@@ -7,7 +7,8 @@ import Shared
 /// (Redis and PostgreSQL reachable, plus who leads), metrics, and the ops API behind the admin token.
 struct AdminController<Context: RequestContext> {
     let redis: RedisClient
-    let postgresURL: String
+    let db: PostgresPool
+    let requestMetrics: RequestMetricsMiddleware<Context>
     let leadership: Leadership
     let scanner: OfflineScanner
     let metricsRegistry: PrometheusCollectorRegistry
@@ -19,6 +20,7 @@ struct AdminController<Context: RequestContext> {
         router.get("/healthz") { _, _ in Self.json(.ok, #"{"status":"ok"}"#) }
         router.get("/readyz") { _, _ in try await readiness() }
         router.get("/metrics") { _, _ in
+            requestMetrics.refreshGauges()
             var buffer = [UInt8]()
             metricsRegistry.emit(into: &buffer)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -38,11 +40,7 @@ struct AdminController<Context: RequestContext> {
     private func readiness() async throws -> Response {
         var redisOK = true, postgresOK = true
         do { _ = try await redis.execute(["PING"]) } catch { redisOK = false }
-        do {
-            let connection = try await PostgresConnection.connect(url: postgresURL, applicationName: "heartbeat-monitor-readyz", connectTimeoutSeconds: 2)
-            _ = try await connection.query("SELECT 1")
-            await connection.close()
-        } catch { postgresOK = false }
+        do { try await db.query("SELECT 1") } catch { postgresOK = false }
         let holding = scanner.stormGuard.withLock { $0.isHolding }
         var json = JSONText.Object()
         json.add("status", string: redisOK && postgresOK ? "ready" : "not_ready")

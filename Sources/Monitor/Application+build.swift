@@ -29,8 +29,8 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
                                 pollInterval: configuration.pollInterval, logger: logger)
     let seeder = RegistrySeeder(db: db, registry: registry, leadership: leadership, interval: configuration.scanInterval, logger: logger)
     let router = buildAdminRouter(
-        admin: AdminController(redis: redis, postgresURL: configuration.postgresURL, leadership: leadership, scanner: scanner,
-                               metricsRegistry: metricsRegistry, adminToken: configuration.adminToken),
+        admin: AdminController(redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
+                               scanner: scanner, metricsRegistry: metricsRegistry, adminToken: configuration.adminToken),
         devices: DevicesController(db: db, registry: registry))
     var app = Application(
         router: router,
@@ -66,7 +66,7 @@ func migrate(url: String, logger: Logger) async throws {
 /// The monitor's HTTP routes: health, readiness and metrics, and the ops API behind the admin token.
 func buildAdminRouter(admin: AdminController<BasicRequestContext>, devices: DevicesController<BasicRequestContext>) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
-    router.add(middleware: RequestMetricsMiddleware())
+    router.add(middleware: admin.requestMetrics)
     devices.addRoutes(to: admin.addRoutes(to: router))
     return router
 }

@@ -27,9 +27,8 @@ struct LeaderElector: Service {
                     conn = try await PostgresConnection.connect(url: postgresURL, applicationName: "hbm-leader-" + instanceID.prefix(40))
                     connection = conn
                 }
-                if let lease = leadership.current {
+                if leadership.isLeader {
                     try await conn.query("SELECT 1")  // the session (and so the lock) is alive
-                    _ = lease
                 } else if try await conn.query("SELECT pg_try_advisory_lock($1)", [String(Self.lockKey)]).scalar == "t" {
                     let lease = leadership.grant(conn)
                     metrics.leader.record(1)

@@ -14,23 +14,25 @@ struct OutboxRelay: Service {
     let metrics: MonitorMetrics
     let logger: Logger
 
+    func makeProducer() throws -> KafkaProducer {
+        try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
+    }
+
     func run() async throws {
-        var producer = try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
-        var connection: PostgresConnection?
+        var producer = try makeProducer()
+        // its own connection (reconnected when broken), so relaying never waits behind the ops API
+        let db = PostgresPool(url: postgresURL, applicationName: "heartbeat-monitor-outbox", size: 1)
         var backoff = Duration.milliseconds(200)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = pollInterval
             if leadership.isLeader {
                 do {
-                    if connection == nil || connection!.isBroken {
-                        connection = try await PostgresConnection.connect(url: postgresURL, applicationName: "heartbeat-monitor-outbox")
-                    }
                     if let fatal = producer.fatalError() {
                         // idempotence is broken for this producer: start a new one; the rows are still in the outbox
                         logger.error("Kafka producer failed fatally; creating a new one", metadata: ["error": "\(fatal)"])
-                        producer = try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
+                        producer = try makeProducer()
                     }
-                    let (published, failed) = try await relayOnce(connection!, producer: producer)
+                    let (published, failed) = try await relayOnce(db, producer: producer)
                     if failed > 0 {
                         pause = backoff
                         backoff = min(backoff * 2, .seconds(5))
@@ -40,7 +42,6 @@ struct OutboxRelay: Service {
                     }
                 } catch {
                     logger.error("outbox relay failed", metadata: ["error": "\(error)"])
-                    if connection?.isBroken == true { connection = nil }
                     pause = backoff
                     backoff = min(backoff * 2, .seconds(5))
                 }
@@ -50,11 +51,11 @@ struct OutboxRelay: Service {
         if await producer.flush(timeout: .seconds(5)) == false {
             logger.warning("Kafka flush timed out; unacknowledged events stay in the outbox and are sent again")
         }
-        await connection?.close()
+        await db.close()
     }
 
     /// Publishes one batch. Returns how many rows were published and how many failed.
-    func relayOnce(_ connection: PostgresConnection, producer: KafkaProducer) async throws -> (Int, Int) {
+    func relayOnce(_ connection: PostgresPool, producer: KafkaProducer) async throws -> (Int, Int) {
         let rows = try await connection.query(
             "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1", [String(batchSize)])
         try await recordBacklog(connection)
@@ -73,14 +74,14 @@ struct OutboxRelay: Service {
         }
         if !delivered.isEmpty {
             try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                                       ["{" + delivered.joined(separator: ",") + "}"])
+                                       [PostgresArray.plain(delivered)])
             metrics.published.increment(by: delivered.count)
         }
         if failures > 0 { metrics.kafkaDeliveryErrors.increment(by: failures) }
         return (delivered.count, failures)
     }
 
-    private func recordBacklog(_ connection: PostgresConnection) async throws {
+    private func recordBacklog(_ connection: PostgresPool) async throws {
         let backlog = try await connection.query(
             "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM outbox WHERE published_at IS NULL")
         metrics.outboxBacklog.record(Int(backlog.value(0, "count") ?? "0") ?? 0)

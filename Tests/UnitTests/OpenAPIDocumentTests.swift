@@ -46,13 +46,14 @@ import Testing
         let gateway = Self.normalized(buildRouter(store: InMemoryHeartbeatStore(), metricsRegistry: TestMetrics.registry))
         let redis = RedisClient(configuration: .init(endpoint: RedisEndpoint(port: 1)), logger: Logger(label: "unused"))
         let leadership = Leadership()
+        let db = PostgresPool(url: "postgres://unused", applicationName: "unused")
         let scanner = OfflineScanner(redis: redis, keys: KeySchema(buckets: 1), leadership: leadership, offlineAfter: .seconds(1),
                                      scanInterval: .seconds(1), batchSize: 1, storm: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)),
                                      metrics: MonitorMetrics(), logger: Logger(label: "unused"))
         let monitor = Self.normalized(buildAdminRouter(
-            admin: AdminController(redis: redis, postgresURL: "postgres://unused", leadership: leadership, scanner: scanner,
-                                   metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
-            devices: DevicesController(db: PostgresPool(url: "postgres://unused", applicationName: "unused"),
+            admin: AdminController(redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
+                                   scanner: scanner, metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
+            devices: DevicesController(db: db,
                                        registry: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1)))))
         let served = gateway.union(monitor)
         #expect(!documented.isEmpty)

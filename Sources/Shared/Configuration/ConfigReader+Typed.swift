@@ -56,11 +56,6 @@ extension ConfigReader {
         text(key, isSecret: isSecret)
     }
 
-    /// A TCP port.
-    public func port(_ key: String, default fallback: Int) throws(ConfigurationError) -> Int {
-        try integer(key, default: fallback, in: 1...65535)
-    }
-
     /// `LOG_LEVEL`: trace, debug, info, notice, warning, error or critical.
     public func logLevel() throws(ConfigurationError) -> Logger.Level {
         let raw = text("log.level", default: "info")
