@@ -23,7 +23,7 @@ struct App {
           HTTP_HOST, HTTP_PORT                 listen address (default 0.0.0.0:8080)
           REDIS_URL                            redis://[[user]:password@]host[:port][/db] (default redis://127.0.0.1:6379)
           REDIS_TIMEOUT_SECONDS                connect and reply timeout (default 1)
-          REDIS_CONNECTIONS                    pipelined Redis connections (default 2)
+          REDIS_CONNECTIONS                    pipelined Redis connections (default 1)
           BUCKETS                              Redis key buckets, fixed per deployment (default 16)
           HEARTBEAT_MIN_INTERVAL_SECONDS       closer heartbeats get 429 (default 1, 0 = off)
           HISTORY_STREAM_MAX_LENGTH            cap of each bucket's history stream (default 1000000)

@@ -46,11 +46,13 @@ struct HeartbeatController<Context: RequestContext> {
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: maxBodyBytes)
         }
+        let decoded = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(PayloadValidationError) in try HeartbeatPayload.decode(utf8: bytes) }
+        }
         let heartbeat: HeartbeatPayload
-        do {
-            heartbeat = try HeartbeatPayload.decode(json: Data(body.readableBytesView))
-        } catch {
-            throw APIError.invalidBody(error)
+        switch decoded {
+        case .success(let payload): heartbeat = payload
+        case .failure(let error): throw APIError.invalidBody(error)
         }
         guard heartbeat.deviceID == pathID else {
             throw APIError.invalid("device_id_mismatch", "device_id in the body must equal the id in the path")
@@ -70,15 +72,26 @@ struct HeartbeatController<Context: RequestContext> {
         case .tooFrequent(let retryAfter): throw APIError.tooFrequent(retryAfter: retryAfter)
         case .recorded(let serverTime, let assignedPlaylist, let commands):
             let playlistUpdated = assignedPlaylist != nil && assignedPlaylist != heartbeat.currentPlaylist
-            var json = JSONText.Object()
-            json.add("status", string: "ok")
-            json.add("server_time", string: serverTime.iso8601)
-            json.add("playlist_updated", bool: playlistUpdated)
-            json.add("commands", raw: "[" + commands.joined(separator: ",") + "]")
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: json.text)))
+                body: .init(byteBuffer: Self.reply(serverTime: serverTime, playlistUpdated: playlistUpdated, commands: commands)))
         }
+    }
+
+    /// `{"status":"ok","server_time":…,"playlist_updated":…,"commands":[…]}`, written straight into
+    /// the response buffer (commands are JSON texts validated when they were queued).
+    static func reply(serverTime: UTCTimestamp, playlistUpdated: Bool, commands: [String]) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(96 + commands.reduce(0) { $0 + $1.utf8.count + 1 })
+        buffer.writeStaticString(#"{"status":"ok","server_time":""#)
+        buffer.writeString(serverTime.iso8601)
+        buffer.writeStaticString(playlistUpdated ? #"","playlist_updated":true,"commands":["# : #"","playlist_updated":false,"commands":["#)
+        for (index, command) in commands.enumerated() {
+            if index > 0 { buffer.writeStaticString(",") }
+            buffer.writeString(command)
+        }
+        buffer.writeStaticString("]}")
+        return buffer
     }
 
     /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive); `nil` when absent or empty.

@@ -92,4 +92,91 @@ import Testing
         let again = try HeartbeatPayload.decode(json: Data(payload.storedJSON.utf8))
         #expect(again == payload)
     }
+
+    // MARK: - The hand-written JSON reader (strict RFC 8259)
+
+    static func decode(_ text: String) throws(PayloadValidationError) -> HeartbeatPayload {
+        try HeartbeatPayload.decode(json: Data(text.utf8))
+    }
+
+    static func member(_ extra: String) -> String {
+        #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z",\#(extra)}"#
+    }
+
+    @Test func decodesEscapesAndSurrogatePairs() throws {
+        let payload = try Self.decode(Self.member(#""player_version":"v\u00e9\ud83d\ude00 \"q\" \\ \/","current_playlist":"caf\u00E9""#))
+        #expect(payload.playerVersion == "vé😀 \"q\" \\ /")
+        #expect(payload.currentPlaylist == "café")
+    }
+
+    @Test(arguments: [
+        #""player_version":"\ud83d""#,  // lone high surrogate
+        #""player_version":"\ude00x""#,  // lone low surrogate
+        #""player_version":"\x""#,  // unknown escape
+        #""player_version":"\u12g4""#,  // bad hex
+        "\"player_version\":\"tab\there\"",  // raw control character inside a string
+        #""n":01"#, #""n":1."#, #""n":.5"#, #""n":-"#, #""n":1e"#, #""n":+1"#,  // numbers outside the grammar
+        #""n":tru"#, #""n":nul"#, #""n":[1,]"#, #""n":{"a":1,}"#, #""n":{1:2}"#,  // literals and containers
+        #""n":1 "extra":2"#,  // missing comma
+    ])
+    func rejectsMalformedMembers(extra: String) {
+        #expect(throws: PayloadValidationError(field: nil, message: "malformed JSON body")) { try Self.decode(Self.member(extra)) }
+    }
+
+    @Test func acceptsTheWholeGrammarInUnknownMembers() throws {
+        let extra = #""n":[-0, 1.5e+3, 2E-2, 0.25, true, false, null, {"a":[{}], "b":"\u0000"}, []] , "s" : "x""#
+        let payload = try Self.decode(" \n\t" + Self.member(extra) + " \r\n")
+        #expect(payload.deviceID.string == Self.id)
+    }
+
+    @Test func refusesNestingDeeperThanTheLimitButNotBelowIt() throws {
+        let shallow = String(repeating: "[", count: 30) + String(repeating: "]", count: 30)
+        #expect(throws: Never.self) { try Self.decode(Self.member(#""n":\#(shallow)"#)) }
+        let deep = String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
+        #expect(throws: PayloadValidationError.malformedBody) { try Self.decode(Self.member(#""n":\#(deep)"#)) }
+    }
+
+    @Test func rejectsInvalidUTF8AndTrailingBytes() {
+        var bytes = Array(Self.member(#""player_version":"ok""#).utf8)
+        let quote = bytes.lastIndex(of: UInt8(ascii: "k"))!
+        bytes[quote] = 0xC3  // a lead byte without its continuation
+        #expect(throws: PayloadValidationError.malformedBody) { try HeartbeatPayload.decode(json: Data(bytes)) }
+        #expect(throws: PayloadValidationError.malformedBody) { try Self.decode(Self.member(#""a":1"#) + "{}") }
+    }
+
+    @Test func aTypeErrorInAMalformedBodyIsReportedAsMalformed() {
+        #expect(throws: PayloadValidationError.malformedBody) { try Self.decode(#"{"device_id":7,"timestamp":"#) }
+        #expect(throws: PayloadValidationError(field: "device_id", message: "must be a string")) {
+            try Self.decode(#"{"device_id":7,"timestamp":"2026-02-02T10:30:00Z"}"#)
+        }
+    }
+
+    @Test func numbersKeepTheirValue() throws {
+        let payload = try Self.decode(Self.member(#""storage_status":{"total_gb":1.25e2,"used_gb":100000000000000000000e-12}"#))
+        #expect(payload.storage == .init(totalGB: 125, usedGB: 100_000_000))
+        let negativeZero = try Self.decode(Self.member(#""storage_status":{"total_gb":-0,"used_gb":0.0}"#))
+        #expect(negativeZero.storage?.totalGB == 0)
+    }
+
+    @Test func theLastOfDuplicateMembersWins() throws {
+        let payload = try Self.decode(Self.member(#""player_version":"1","player_version":"2""#))
+        #expect(payload.playerVersion == "2")
+    }
+
+    @Test func nonASCIITextIsCountedInCharactersAndCheckedForControls() {
+        #expect(throws: Never.self) { try Self.decode(Self.member(#""network_status":"\#(String(repeating: "é", count: 64))""#)) }
+        #expect(throws: PayloadValidationError.self) { try Self.decode(Self.member(#""network_status":"\#(String(repeating: "é", count: 65))""#)) }
+        #expect(throws: PayloadValidationError.self) { try Self.decode(Self.member(#""network_status":"é\u0085""#)) }
+        #expect(throws: PayloadValidationError.self) { try Self.decode(Self.member(#""network_status":"a\u007f""#)) }
+    }
+
+    @Test func deviceIDsAreCanonicalLowerCase() {
+        #expect(DeviceID(Self.id.uppercased())?.string == Self.id)
+        #expect(DeviceID(Self.id)?.uuid == UUID(uuidString: Self.id))
+        for bad in [String(Self.id.dropLast()), Self.id + "0", Self.id.replacingOccurrences(of: "-", with: "x"),
+                    "g" + Self.id.dropFirst(), "3f2c1a9e8-d4b-4f6a-9c7e-1b2d3e4f5a6b"] {
+            #expect(DeviceID(bad) == nil, "\(bad)")
+        }
+    }
 }
+

@@ -75,7 +75,7 @@ extension ConfigReader {
         return RedisClient.Configuration(
             endpoint: endpoint,
             timeout: try seconds("redis.timeout.seconds", default: 1),
-            connections: try integer("redis.connections", default: 2, in: 1...64)
+            connections: try integer("redis.connections", default: 1, in: 1...64)
         )
     }
 

@@ -11,107 +11,163 @@ public struct PayloadValidationError: Error, Equatable, Sendable, CustomStringCo
     }
 
     public var description: String { field.map { "\($0): \(message)" } ?? message }
+
+    /// The body is not JSON.
+    public static let malformedBody = PayloadValidationError(field: nil, message: "malformed JSON body")
 }
 
 extension HeartbeatPayload {
-    /// Wire shape: every field optional so that missing fields get a precise message instead of a
-    /// generic decoding failure.
-    private struct Wire: Decodable {
-        struct Storage: Decodable {
-            var total_gb: Double?
-            var used_gb: Double?
-        }
-        var device_id: String?
-        var timestamp: String?
-        var current_playlist: String?
-        var storage_status: Storage?
-        var network_status: String?
-        var player_version: String?
+    /// A member as found in the body, before validation: type errors are reported only once the
+    /// whole body is known to be JSON, so a malformed body is always reported as malformed.
+    private enum Found {
+        case absent, string(String), storage(total: FoundNumber, used: FoundNumber), wrongType
+    }
+
+    /// A member of `storage_status` as found in the body.
+    private enum FoundNumber {
+        case absent, number(Double), wrongType
     }
 
     /// Decodes and validates a heartbeat body.
     /// - Throws: ``PayloadValidationError`` naming the first field at fault.
     public static func decode(json: Data) throws(PayloadValidationError) -> HeartbeatPayload {
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: json)
-        } catch let error as DecodingError {
-            throw Self.describe(error)
-        } catch {
-            throw PayloadValidationError(field: nil, message: "malformed JSON body")
-        }
-        return try validate(wire)
+        try json.withUnsafeBytes { decodeResult(utf8: $0) }.get()
     }
 
-    private static func validate(_ wire: Wire) throws(PayloadValidationError) -> HeartbeatPayload {
-        guard let rawID = wire.device_id else {
-            throw .init(field: "device_id", message: "is required")
+    /// Decodes and validates a heartbeat body given as UTF-8 bytes (one pass, no intermediate tree).
+    /// - Throws: ``PayloadValidationError`` naming the first field at fault.
+    public static func decode(utf8 bytes: UnsafeRawBufferPointer) throws(PayloadValidationError) -> HeartbeatPayload {
+        try decodeResult(utf8: bytes).get()
+    }
+
+    private static func decodeResult(utf8 bytes: UnsafeRawBufferPointer) -> Result<HeartbeatPayload, PayloadValidationError> {
+        var scanner = JSONScanner(bytes)
+        do throws(JSONScanner.Malformed) {
+            guard try scanner.peekKind() == .object else {
+                try scanner.skipValue()
+                try scanner.expectEnd()
+                return .failure(.init(field: nil, message: "body must be a JSON object"))
+            }
+            var id = Found.absent, time = Found.absent, playlist = Found.absent
+            var storage = Found.absent, network = Found.absent, version = Found.absent
+            try scanner.readObject { (key, scanner) throws(JSONScanner.Malformed) in
+                switch key {
+                case "device_id": id = try readString(&scanner)
+                case "timestamp": time = try readString(&scanner)
+                case "current_playlist": playlist = try readString(&scanner)
+                case "network_status": network = try readString(&scanner)
+                case "player_version": version = try readString(&scanner)
+                case "storage_status": storage = try readStorage(&scanner)
+                default: try scanner.skipValue(depth: 1)
+                }
+            }
+            try scanner.expectEnd()
+            return Result { () throws(PayloadValidationError) in
+                try validate(id: id, time: time, playlist: playlist, storage: storage, network: network, version: version)
+            }
+        } catch {
+            return .failure(.malformedBody)
         }
-        guard let deviceID = DeviceID(rawID) else {
-            throw .init(field: "device_id", message: "must be a UUID")
+    }
+
+    private static func readString(_ scanner: inout JSONScanner) throws(JSONScanner.Malformed) -> Found {
+        let kind = try scanner.peekKind()
+        switch kind {
+        case .string: return .string(try scanner.readString())
+        case .null: _ = try scanner.readNull(); return .absent
+        default: try scanner.skipValue(depth: 1); return .wrongType
         }
-        guard let rawTime = wire.timestamp else {
-            throw .init(field: "timestamp", message: "is required")
+    }
+
+    private static func readStorage(_ scanner: inout JSONScanner) throws(JSONScanner.Malformed) -> Found {
+        let kind = try scanner.peekKind()
+        switch kind {
+        case .object:
+            var total = FoundNumber.absent, used = FoundNumber.absent
+            try scanner.readObject(depth: 1) { (key, scanner) throws(JSONScanner.Malformed) in
+                switch key {
+                case "total_gb": total = try readNumber(&scanner)
+                case "used_gb": used = try readNumber(&scanner)
+                default: try scanner.skipValue(depth: 2)
+                }
+            }
+            return .storage(total: total, used: used)
+        case .null: _ = try scanner.readNull(); return .absent
+        default: try scanner.skipValue(depth: 1); return .wrongType
         }
+    }
+
+    private static func readNumber(_ scanner: inout JSONScanner) throws(JSONScanner.Malformed) -> FoundNumber {
+        switch try scanner.peekKind() {
+        case .number: return .number(try scanner.readNumber())
+        case .null: _ = try scanner.readNull(); return .absent
+        default: try scanner.skipValue(depth: 2); return .wrongType
+        }
+    }
+
+    private static func validate(
+        id: Found, time: Found, playlist: Found, storage: Found, network: Found, version: Found
+    ) throws(PayloadValidationError) -> HeartbeatPayload {
+        // Types first, in field order, as a schema check would report them.
+        let strings = [("device_id", id), ("timestamp", time), ("current_playlist", playlist)]
+        for (field, found) in strings { if case .wrongType = found { throw .init(field: field, message: "must be a string") } }
+        if case .wrongType = storage { throw .init(field: "storage_status", message: "must be an object") }
+        if case .storage(let total, let used) = storage {
+            if case .wrongType = total { throw .init(field: "storage_status.total_gb", message: "must be a number") }
+            if case .wrongType = used { throw .init(field: "storage_status.used_gb", message: "must be a number") }
+        }
+        for (field, found) in [("network_status", network), ("player_version", version)] {
+            if case .wrongType = found { throw .init(field: field, message: "must be a string") }
+        }
+
+        guard case .string(let rawID) = id else { throw .init(field: "device_id", message: "is required") }
+        guard let deviceID = DeviceID(rawID) else { throw .init(field: "device_id", message: "must be a UUID") }
+        guard case .string(let rawTime) = time else { throw .init(field: "timestamp", message: "is required") }
         guard let deviceTime = UTCTimestamp(iso8601: rawTime) else {
             throw .init(field: "timestamp", message: "must be an ISO-8601 date-time with a time zone, e.g. 2026-02-02T10:30:00Z")
         }
         guard deviceTime >= Limits.earliestDeviceTime, deviceTime <= Limits.latestDeviceTime else {
             throw .init(field: "timestamp", message: "must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
         }
-        var storage: StorageStatus?
-        if let raw = wire.storage_status {
-            let total = try storageFigure(raw.total_gb, field: "storage_status.total_gb")
-            let used = try storageFigure(raw.used_gb, field: "storage_status.used_gb")
-            storage = StorageStatus(totalGB: total, usedGB: used)
+        var storageStatus: StorageStatus?
+        if case .storage(let total, let used) = storage {
+            storageStatus = StorageStatus(
+                totalGB: try storageFigure(total, field: "storage_status.total_gb"),
+                usedGB: try storageFigure(used, field: "storage_status.used_gb"))
         }
         return HeartbeatPayload(
             deviceID: deviceID,
             deviceTime: deviceTime,
-            currentPlaylist: try text(wire.current_playlist, field: "current_playlist", limit: Limits.playlistLength),
-            storage: storage,
-            networkStatus: try text(wire.network_status, field: "network_status", limit: Limits.networkStatusLength),
-            playerVersion: try text(wire.player_version, field: "player_version", limit: Limits.playerVersionLength)
+            currentPlaylist: try text(playlist, field: "current_playlist", limit: Limits.playlistLength),
+            storage: storageStatus,
+            networkStatus: try text(network, field: "network_status", limit: Limits.networkStatusLength),
+            playerVersion: try text(version, field: "player_version", limit: Limits.playerVersionLength)
         )
     }
 
-    private static func storageFigure(_ value: Double?, field: String) throws(PayloadValidationError) -> Double {
-        guard let value else { throw .init(field: field, message: "is required in storage_status") }
-        guard value.isFinite, value >= 0 else { throw .init(field: field, message: "must not be negative") }
+    private static func storageFigure(_ found: FoundNumber, field: String) throws(PayloadValidationError) -> Double {
+        guard case .number(let value) = found else { throw .init(field: field, message: "is required in storage_status") }
+        guard value >= 0 else { throw .init(field: field, message: "must not be negative") }
         guard value <= Limits.storageGB else { throw .init(field: field, message: "is implausibly large") }
         return value
     }
 
-    private static func text(_ value: String?, field: String, limit: Int) throws(PayloadValidationError) -> String? {
-        guard let value else { return nil }
+    private static func text(_ found: Found, field: String, limit: Int) throws(PayloadValidationError) -> String? {
+        guard case .string(let value) = found else { return nil }
         guard !value.isEmpty else { throw .init(field: field, message: "must not be empty (omit it or send null)") }
+        let utf8 = value.utf8
+        if !utf8.contains(where: { $0 >= 0x80 }) {
+            // ASCII (the usual case): characters are bytes, controls are 0x00-0x1F and 0x7F.
+            guard utf8.count <= limit else { throw .init(field: field, message: "must be at most \(limit) characters") }
+            guard !utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+                throw .init(field: field, message: "must not contain control characters")
+            }
+            return value
+        }
         guard value.count <= limit else { throw .init(field: field, message: "must be at most \(limit) characters") }
         guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw .init(field: field, message: "must not contain control characters")
         }
         return value
-    }
-
-    private static func describe(_ error: DecodingError) -> PayloadValidationError {
-        func path(_ context: DecodingError.Context) -> String? {
-            let keys = context.codingPath.map(\.stringValue)
-            return keys.isEmpty ? nil : keys.joined(separator: ".")
-        }
-        switch error {
-        case .typeMismatch(let type, let context):
-            let field = path(context)
-            guard field != nil else { return .init(field: nil, message: "body must be a JSON object") }
-            let expected = type == Double.self ? "a number" : type == String.self ? "a string" : "an object"
-            return .init(field: field, message: "must be \(expected)")
-        case .valueNotFound(_, let context):
-            return .init(field: path(context), message: "must not be null")
-        case .keyNotFound(let key, _):
-            return .init(field: key.stringValue, message: "is required")
-        case .dataCorrupted(let context):
-            if let field = path(context) { return .init(field: field, message: "is invalid") }
-            return .init(field: nil, message: "malformed JSON body")
-        @unknown default:
-            return .init(field: nil, message: "malformed JSON body")
-        }
     }
 }

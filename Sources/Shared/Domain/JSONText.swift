@@ -3,12 +3,22 @@
 public enum JSONText {
     /// `value` as a JSON string literal, quotes included.
     public static func quoted(_ value: String) -> String {
-        // Fast path (ids, times, versions): nothing to escape, one allocation.
+        var out = ""
+        appendQuoted(value, to: &out)
+        return out
+    }
+
+    /// Appends `value` as a JSON string literal, quotes included.
+    public static func appendQuoted(_ value: String, to out: inout String) {
+        // Fast path (ids, times, versions): nothing to escape, appended as it is.
         if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            return "\"" + value + "\""
+            out += "\""
+            out += value
+            out += "\""
+            return
         }
-        var out = "\""
-        out.reserveCapacity(value.utf8.count + 2)
+        out.reserveCapacity(out.utf8.count + value.utf8.count + 8)
+        out += "\""
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -23,7 +33,6 @@ public enum JSONText {
             }
         }
         out += "\""
-        return out
     }
 
     /// A JSON number for a finite double, written as an integer when it is one (`64`, not `64.0`).
@@ -33,18 +42,41 @@ public enum JSONText {
         return "\(value)"
     }
 
-    /// An object written member by member, in insertion order.
+    /// An object written member by member, in insertion order, into one growing string.
     public struct Object {
-        private var members: [String] = []
+        private var body = "{"
 
-        public init() {}
+        public init(capacity: Int = 64) {
+            body.reserveCapacity(capacity)
+        }
 
-        public mutating func add(_ key: String, string value: String) { members.append(quoted(key) + ":" + quoted(value)) }
-        public mutating func add(_ key: String, number value: Double) { members.append(quoted(key) + ":" + JSONText.number(value)) }
-        public mutating func add(_ key: String, bool value: Bool) { members.append(quoted(key) + ":" + (value ? "true" : "false")) }
+        public mutating func add(_ key: String, string value: String) {
+            startMember(key)
+            appendQuoted(value, to: &body)
+        }
+
+        public mutating func add(_ key: String, number value: Double) {
+            startMember(key)
+            body += JSONText.number(value)
+        }
+
+        public mutating func add(_ key: String, bool value: Bool) {
+            startMember(key)
+            body += value ? "true" : "false"
+        }
+
         /// Adds a member whose value is already valid JSON text.
-        public mutating func add(_ key: String, raw value: String) { members.append(quoted(key) + ":" + value) }
+        public mutating func add(_ key: String, raw value: String) {
+            startMember(key)
+            body += value
+        }
 
-        public var text: String { "{" + members.joined(separator: ",") + "}" }
+        public var text: String { body + "}" }
+
+        private mutating func startMember(_ key: String) {
+            if body.utf8.count > 1 { body += "," }
+            appendQuoted(key, to: &body)
+            body += ":"
+        }
     }
 }
