@@ -17,7 +17,7 @@ struct RedisHeartbeatStore: HeartbeatStore {
                 keys.transitions(bucket: bucket), keys.history(bucket: bucket),
             ],
             arguments: [
-                id.string, tokenHash, heartbeat.storedJSON, String(heartbeat.deviceTime.millisecondsSinceEpoch),
+                id.string, tokenHash, heartbeat.storedForm,
                 String(Int64(minimumInterval / .milliseconds(1))), String(historyStreamCap),
             ]
         )

@@ -159,11 +159,11 @@ struct DevicesController<Context: RequestContext> {
         guard let row = rows.rows.first else { throw APIError.unknownDevice }
         var device = Self.summary(rows.columns, row)
         var latest: [String: Any] = ["payload": NSNull(), "device_time": NSNull(), "clock_offset_ms": NSNull()]
-        if let stored = try? await registry.latest(id) {
-            if let payload = stored.payload, let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) { latest["payload"] = object }
-            if let deviceTime = stored.deviceTimeMs {
-                latest["device_time"] = UTCTimestamp(millisecondsSinceEpoch: deviceTime).iso8601
-                if let received = stored.lastHeartbeatMs { latest["clock_offset_ms"] = received - deviceTime }
+        if let stored = try? await registry.latest(id), let payload = stored.payload {
+            if let object = try? JSONSerialization.jsonObject(with: Data(payload.storedJSON.utf8)) { latest["payload"] = object }
+            latest["device_time"] = payload.deviceTime.iso8601
+            if let received = stored.receivedAt {
+                latest["clock_offset_ms"] = received.millisecondsSinceEpoch - payload.deviceTime.millisecondsSinceEpoch
             }
         }
         device["latest"] = latest

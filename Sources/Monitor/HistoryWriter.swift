@@ -27,6 +27,8 @@ struct HistoryWriter: Service {
     var stream: StreamConsumer { StreamConsumer(redis: redis, group: Self.group, consumer: consumer) }
     let written = Counter(label: "monitor_history_rows_written_total")
     let shed = Counter(label: "monitor_history_stream_overflow_total")
+    /// Entries that could not be read (not a device id, time and payload): skipped, never retried.
+    let unreadable = Counter(label: "monitor_history_rows_unreadable_total")
 
     func run() async throws {
         var groupsReady = false
@@ -67,18 +69,22 @@ struct HistoryWriter: Service {
         let stream = keys.history(bucket: bucket)
         let (entries, _) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
         guard !entries.isEmpty else { return 0 }
-        var devices: [String] = [], times: [String] = [], payloads: [String] = []
+        var devices: [String] = [], times: [String] = [], deviceTimes: [String] = [], payloads: [String] = []
         for entry in entries {
             guard let device = entry.fields[KeySchema.HistoryField.device].flatMap({ DeviceID($0) }),
                 let at = entry.fields[KeySchema.HistoryField.receivedAt], Int64(at) != nil,
-                let payload = entry.fields[KeySchema.HistoryField.payload]
-            else { continue }
+                let payload = entry.fields[KeySchema.HistoryField.payload].flatMap({ HeartbeatPayload(storedForm: $0, deviceID: device) })
+            else {
+                unreadable.increment()
+                continue
+            }
             devices.append(device.string)
             times.append(at)
-            payloads.append(payload)
+            deviceTimes.append(String(payload.deviceTime.millisecondsSinceEpoch))
+            payloads.append(payload.storedJSON)
         }
         if !devices.isEmpty {
-            let parameters = [PostgresArray.text(devices), PostgresArray.text(times), PostgresArray.text(payloads)]
+            let parameters = [PostgresArray.text(devices), PostgresArray.text(times), PostgresArray.text(deviceTimes), PostgresArray.text(payloads)]
             do {
                 try await insert(parameters)
             } catch let error as PostgresError {
@@ -99,8 +105,8 @@ struct HistoryWriter: Service {
     private func insert(_ parameters: [String]) async throws {
         try await db.query("""
             INSERT INTO heartbeat_history (device_id, received_at, device_time, payload)
-            SELECT d, to_timestamp(t / 1000.0), (p::jsonb ->> 'timestamp')::timestamptz, p::jsonb
-            FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS u(d, t, p)
+            SELECT d, to_timestamp(t / 1000.0), to_timestamp(dt / 1000.0), p::jsonb
+            FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[]) AS u(d, t, dt, p)
             """, parameters)
     }
 

@@ -33,12 +33,13 @@ import Testing
 
             // device hash: token hash, latest payload, times
             let hash = try await Self.hash(h, h.keys.device(id))
-            #expect(hash["token"] == DeviceToken.hash(token))
+            #expect(hash["token"] == String(DeviceToken.hash(token).prefix(32)))
             #expect(hash["last_heartbeat"] == String(serverTime.millisecondsSinceEpoch))
-            #expect(hash["device_time"] == String(UTCTimestamp(iso8601: "2026-02-02T10:30:00Z")!.millisecondsSinceEpoch))
-            let payload = try #require(hash["payload"].flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
-            #expect(payload["player_version"] as? String == "1.2.3")
-            #expect((payload["storage_status"] as? [String: Any])?["used_gb"] as? Int == 32)
+            #expect(Set(hash.keys) == ["token", "last_heartbeat", "payload"])
+            let payload = try #require(hash["payload"].flatMap { HeartbeatPayload(storedForm: $0, deviceID: id) })
+            #expect(payload.deviceTime == UTCTimestamp(iso8601: "2026-02-02T10:30:00Z"))
+            #expect(payload.playerVersion == "1.2.3")
+            #expect(payload.storage == .init(totalGB: 64, usedGB: 32))
 
             // one history row and one online transition
             let history = try await Self.stream(h, h.keys.history(bucket: b))
@@ -50,6 +51,30 @@ import Testing
             let transition = try #require(transitions.first.flatMap(StatusTransition.init(fields:)))
             #expect(transitions.count == 1)
             #expect(transition == StatusTransition(deviceID: id, kind: .online, at: serverTime, lastHeartbeat: serverTime))
+        }
+        await h.shutdown()
+    }
+
+    @Test func anEntryInTheEarlierFormatIsAcceptedAndRewritten() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = DeviceToken.generate()
+        // as earlier versions wrote it: the whole 64-digit hash, a JSON payload and a device_time field
+        let legacyPayload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000), playerVersion: "0.9")
+        try await h.redis.execute(["HSET", h.keys.device(id), "token", DeviceToken.hash(token), "payload", legacyPayload.storedJSON,
+                                   "device_time", "1770028200000", "last_heartbeat", "1770028200000"])
+        let latest = try await h.registry.latest(id)
+        #expect(latest.payload == legacyPayload)
+        try await h.withGateway { client in
+            let wrong = try await client.heartbeat(id, token: DeviceToken.generate())
+            #expect(wrong.status == .unauthorized)
+            let response = try await client.heartbeat(id, token: token)
+            #expect(response.status == .ok)
+            let hash = try await Self.hash(h, h.keys.device(id))
+            #expect(hash["token"] == String(DeviceToken.hash(token).prefix(32)))
+            #expect(hash["device_time"] == nil)
+            #expect(hash["payload"].flatMap { HeartbeatPayload(storedForm: $0, deviceID: id) }?.playerVersion == "1.2.3")
+            #expect(try await client.heartbeat(id, token: token).status == .ok)
         }
         await h.shutdown()
     }

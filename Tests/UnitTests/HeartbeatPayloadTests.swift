@@ -178,5 +178,29 @@ import Testing
             #expect(DeviceID(bad) == nil, "\(bad)")
         }
     }
+
+    // MARK: - The form Redis stores
+
+    @Test func storedFormRoundTripsEveryField() throws {
+        let full = try HeartbeatPayload.decode(json: Self.body(Self.valid))
+        #expect(full.storedForm == "1770028200000\tpl-1\t64\t32.5\tconnected\t1.2.3")
+        #expect(HeartbeatPayload(storedForm: full.storedForm, deviceID: full.deviceID) == full)
+        let bare = HeartbeatPayload(deviceID: full.deviceID, deviceTime: full.deviceTime)
+        #expect(bare.storedForm == "1770028200000\t\t\t\t\t")
+        #expect(HeartbeatPayload(storedForm: bare.storedForm, deviceID: bare.deviceID) == bare)
+        var odd = full
+        odd.storage = .init(totalGB: 0.000015, usedGB: 1e9)
+        odd.playerVersion = "v \"é\" \\"
+        #expect(HeartbeatPayload(storedForm: odd.storedForm, deviceID: odd.deviceID) == odd)
+    }
+
+    @Test func storedFormReadsTheEarlierJSONAndRefusesGarbage() throws {
+        let full = try HeartbeatPayload.decode(json: Self.body(Self.valid))
+        #expect(HeartbeatPayload(storedForm: full.storedJSON, deviceID: full.deviceID) == full)
+        #expect(HeartbeatPayload(storedForm: full.storedJSON, deviceID: .random()) == nil)
+        for garbage in ["", "x\t\t\t\t\t", "1\t\t\t\t", "1\t\tx\t1\t\t", "{\"device_id\":1}"] {
+            #expect(HeartbeatPayload(storedForm: garbage, deviceID: full.deviceID) == nil, "\(garbage)")
+        }
+    }
 }
 

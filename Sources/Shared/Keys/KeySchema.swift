@@ -38,16 +38,14 @@ public struct KeySchema: Sendable, Equatable {
 
     /// Field names of the device hash.
     public enum DeviceField {
-        /// Hex SHA-256 of the device token.
+        /// The first 32 hex digits (128 bits) of the device token's SHA-256 (``DeviceToken/redisDigest(ofHash:)``).
         public static let tokenHash = "token"
         public static let playlist = "playlist"
         public static let name = "name"
         /// Last accepted heartbeat, ms of Redis time.
         public static let lastHeartbeat = "last_heartbeat"
-        /// The latest heartbeat body, as compact JSON.
+        /// The latest heartbeat, in ``HeartbeatPayload/storedForm`` (device clock included).
         public static let payload = "payload"
-        /// The device's clock in its latest heartbeat, ms.
-        public static let deviceTime = "device_time"
     }
 
     /// Field names of a history stream entry.
@@ -55,7 +53,7 @@ public struct KeySchema: Sendable, Equatable {
         public static let device = "d"
         /// Redis time of the heartbeat, ms.
         public static let receivedAt = "t"
-        /// The heartbeat body as compact JSON.
+        /// The heartbeat, in ``HeartbeatPayload/storedForm``.
         public static let payload = "p"
     }
 }

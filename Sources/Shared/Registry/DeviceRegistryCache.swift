@@ -11,9 +11,10 @@ public struct DeviceRegistryCache: Sendable {
         self.keys = keys
     }
 
-    /// Creates or overwrites a device's entry: its token hash, and its assigned playlist when given.
+    /// Creates or overwrites a device's entry: its token hash (stored as ``DeviceToken/redisDigest(ofHash:)``),
+    /// and its assigned playlist when given.
     public func write(device: DeviceID, tokenHash: String, playlist: String? = nil) async throws {
-        var command = ["HSET", keys.device(device), KeySchema.DeviceField.tokenHash, tokenHash]
+        var command = ["HSET", keys.device(device), KeySchema.DeviceField.tokenHash, DeviceToken.redisDigest(ofHash: tokenHash)]
         if let playlist { command += [KeySchema.DeviceField.playlist, playlist] }
         try await redis.execute(command)
     }
@@ -39,13 +40,14 @@ public struct DeviceRegistryCache: Sendable {
         return (reply.integer ?? -1) >= 0
     }
 
-    /// The latest heartbeat as stored in the device hash: payload JSON, device time and Redis time (ms).
-    public func latest(_ device: DeviceID) async throws -> (payload: String?, deviceTimeMs: Int64?, lastHeartbeatMs: Int64?) {
+    /// The latest heartbeat as stored in the device hash, and when Redis received it.
+    public func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) {
         let values = try await redis.execute([
-            "HMGET", keys.device(device), KeySchema.DeviceField.payload, KeySchema.DeviceField.deviceTime, KeySchema.DeviceField.lastHeartbeat,
+            "HMGET", keys.device(device), KeySchema.DeviceField.payload, KeySchema.DeviceField.lastHeartbeat,
         ]).array ?? []
-        guard values.count == 3 else { return (nil, nil, nil) }
-        return (values[0].string, values[1].integer, values[2].integer)
+        guard values.count == 2 else { return (nil, nil) }
+        return (values[0].string.flatMap { HeartbeatPayload(storedForm: $0, deviceID: device) },
+                values[1].integer.map(UTCTimestamp.init(millisecondsSinceEpoch:)))
     }
 
     /// RPUSH unless the list already holds ARGV[1] entries; returns the new length, or -1 when full.

@@ -22,6 +22,13 @@ public enum DeviceToken {
         return String(decoding: hex, as: UTF8.self)
     }
 
+    /// What the Redis registry keeps of a token hash: its first 32 hex digits (128 bits). Tokens
+    /// are 256 random bits, so 128 bits of their digest still cannot be matched by guessing, and a
+    /// device's Redis entry stays small (PostgreSQL keeps the whole hash).
+    public static func redisDigest(ofHash hash: String) -> String {
+        String(hash.prefix(32))
+    }
+
     static func base64URL(_ bytes: [UInt8]) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
         var out = [UInt8]()

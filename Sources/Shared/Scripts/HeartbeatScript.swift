@@ -1,8 +1,12 @@
 /// The one script a heartbeat costs.
 ///
 /// KEYS: online set, device hash, command list, transitions stream, history stream (one bucket).
-/// ARGV: device id, token SHA-256 (hex), payload JSON, device time (ms), minimum interval (ms,
-/// 0 = none), history stream cap.
+/// ARGV: device id, token SHA-256 (64 hex), payload (``HeartbeatPayload/storedForm``), minimum
+/// interval (ms, 0 = none), history stream cap.
+///
+/// The hash keeps the first 32 hex digits (128 bits) of the token's SHA-256; a hash written by an
+/// earlier version with all 64 (and a separate `device_time` field) is compared in full and
+/// rewritten in the current form on its next accepted heartbeat.
 ///
 /// Reply: `{0, time_s, time_us, assigned_playlist, command…}` when recorded;
 /// `{1}` unknown device; `{2}` wrong token; `{3, time_s, time_us, retry_after_ms}` too frequent.
@@ -21,20 +25,26 @@ public enum HeartbeatScript {
 
     public static let script = RedisScript(name: "heartbeat", source: #"""
 local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist')
-if not dev[1] then return {1} end
-if dev[1] ~= ARGV[2] then return {2} end
+local stored = dev[1]
+if not stored then return {1} end
+if #stored < 32 or string.sub(ARGV[2], 1, #stored) ~= stored then return {2} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
 local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local minInterval = tonumber(ARGV[5])
+local minInterval = tonumber(ARGV[4])
 if prev and minInterval > 0 then
   local elapsed = now - tonumber(prev)
   if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
 end
 redis.call('ZADD', KEYS[1], nowText, ARGV[1])
-redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3], 'device_time', ARGV[4])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
+if #stored == 32 then
+  redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
+else
+  redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3], 'token', string.sub(ARGV[2], 1, 32))
+  redis.call('HDEL', KEYS[2], 'device_time')
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
 if not prev then
   redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
 end
