@@ -25,7 +25,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     let db = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-api")
     let registry = DeviceRegistryCache(redis: redis, keys: configuration.keys)
     let history = HistoryWriter(redis: redis, keys: configuration.keys, leadership: leadership, db: db, consumer: configuration.instanceID,
-                                retentionDays: configuration.historyRetentionDays, batchSize: 2000,
+                                retentionDays: configuration.historyRetentionDays, batchSize: 5000,
                                 pollInterval: configuration.pollInterval, logger: logger)
     let seeder = RegistrySeeder(db: db, registry: registry, leadership: leadership, interval: configuration.scanInterval, logger: logger)
     let router = buildAdminRouter(

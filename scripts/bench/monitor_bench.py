@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Monitor benchmarks (run by bench.py; needs the services of scripts/services.sh running).
+
+1. History writer capacity: N history entries are put in the streams before the monitor starts;
+   rows/s from the first row in PostgreSQL to the last.
+2. Offline scan cost with nothing stale: mean scan time with an empty fleet, then with the whole
+   fleet (default 1,000,000 devices) online; O(stale) means the two are about equal.
+3. Offline detection at scale: STALE of the fleet's devices fall silent at once; seconds from that
+   moment (the next scan starts within SCAN_INTERVAL_SECONDS=1) until all are offline in
+   PostgreSQL and until all their events are published to Kafka.
+
+Runs in its own PostgreSQL database (heartbeat_monitor_bench) and Redis database 1, so it does not
+disturb the gateway benchmarks. Devices not meant to go stale are scored one hour ahead, so they
+stay fresh without a load generator. Prints one JSON object.
+"""
+import argparse, hashlib, json, os, re, signal, subprocess, sys, time, urllib.request
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--bin", required=True, help="directory of the release binaries")
+parser.add_argument("--redis-port", required=True)
+parser.add_argument("--postgres-url", required=True, help="URL of any database on the server (a bench database is created next to it)")
+parser.add_argument("--kafka", required=True)
+parser.add_argument("--devices", type=int, default=1_000_000)
+parser.add_argument("--stale", type=int, default=10_000)
+parser.add_argument("--history-rows", type=int, default=500_000)
+parser.add_argument("--admin-port", type=int, default=8093)
+parser.add_argument("--log", default="/dev/null")
+args = parser.parse_args()
+
+BUCKETS = 16
+REDIS_DB = "1"
+ADMIN_TOKEN = "monitor-bench-admin-token-0123"
+db_url = re.sub(r"/[^/?]+(\?|$)", r"/heartbeat_monitor_bench\1", args.postgres_url, count=1)
+admin_url = re.sub(r"/[^/?]+(\?|$)", r"/postgres\1", args.postgres_url, count=1)
+
+
+def log(message):
+    print(f"monitor bench: {message}", file=sys.stderr, flush=True)
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def redis(*command):
+    return subprocess.run(["redis-cli", "-p", args.redis_port, "-n", REDIS_DB, *command], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def device_id(i):
+    h = hashlib.md5(str(i).encode()).hexdigest()  # the same as PostgreSQL's md5(i::text)::uuid
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def bucket(device):
+    h = 2166136261
+    for byte in device.encode():
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h % BUCKETS
+
+
+def resp(*parts):
+    out = [f"*{len(parts)}\r\n".encode()]
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        out += [f"${len(data)}\r\n".encode(), data, b"\r\n"]
+    return b"".join(out)
+
+
+def pipe(commands):
+    """Sends RESP commands through redis-cli --pipe (fast bulk load)."""
+    result = subprocess.run(["redis-cli", "-p", args.redis_port, "-n", REDIS_DB, "--pipe"], input=b"".join(commands), capture_output=True)
+    if result.returncode != 0 or b"errors: 0" not in result.stdout:
+        sys.exit(f"monitor bench: redis --pipe failed: {result.stdout[-300:]!r} {result.stderr[-300:]!r}")
+
+
+def now_ms():
+    seconds, micros = redis("TIME").split()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def scan_stats():
+    text = urllib.request.urlopen(f"http://127.0.0.1:{args.admin_port}/metrics", timeout=5).read().decode()
+    total = sum(float(v) for v in re.findall(r"^monitor_scan_duration_sum\S* (\S+)", text, re.M))
+    count = sum(float(v) for v in re.findall(r"^monitor_scan_duration_count\S* (\S+)", text, re.M))
+    return total, count
+
+
+def mean_scan_ms(seconds):
+    s0, c0 = scan_stats()
+    time.sleep(seconds)
+    s1, c1 = scan_stats()
+    return 1000 * (s1 - s0) / max(c1 - c0, 1), int(c1 - c0)
+
+
+def wait_until(predicate, timeout, poll=0.05):
+    started = time.time()
+    while time.time() - started < timeout:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    return None
+
+
+monitor = None
+try:
+    psql(admin_url, "DROP DATABASE IF EXISTS heartbeat_monitor_bench")
+    psql(admin_url, "CREATE DATABASE heartbeat_monitor_bench")
+    redis("FLUSHDB")
+    redis("SET", "hb:registry:seeded", "1")  # the registry is loaded by this script, not re-seeded
+
+    # 1. history entries waiting before the monitor starts
+    log(f"loading {args.history_rows} history entries")
+    started_ms = now_ms()
+    commands = []
+    for i in range(args.history_rows):
+        device = device_id(i % 50_000)
+        stored = f"{started_ms - 1000}\tp1\t64\t32\tconnected\t1.2.3"
+        commands.append(resp("XADD", f"hb:{{{bucket(device)}}}:history", "*", "d", device, "t", started_ms + i // 1000, "p", stored))
+    pipe(commands)
+
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{args.redis_port}/{REDIS_DB}", POSTGRES_URL=db_url, KAFKA_BROKERS=args.kafka,
+               ADMIN_PORT=str(args.admin_port), ADMIN_TOKEN=ADMIN_TOKEN, OFFLINE_AFTER_SECONDS="5", SCAN_INTERVAL_SECONDS="1",
+               LOG_LEVEL="warning")
+    monitor = subprocess.Popen([os.path.join(args.bin, "heartbeat-monitor")], env=env, stdout=open(args.log, "w"), stderr=subprocess.STDOUT)
+
+    def history_count():
+        try:
+            return int(psql(db_url, "SELECT count(*) FROM heartbeat_history") or 0)
+        except subprocess.CalledProcessError:
+            return 0  # the table is created by the monitor's migrations
+
+    first = wait_until(lambda: history_count() or None, 60, poll=0.02)
+    if not first:
+        sys.exit("monitor bench: no history row within 60 s")
+    t_first = time.time()
+    done = wait_until(lambda: history_count() >= args.history_rows, 300, poll=0.1)
+    t_done = time.time()
+    history_rate = (args.history_rows - first) / (t_done - t_first)
+    log(f"history: {args.history_rows} rows, {history_rate:.0f} rows/s")
+
+    # 2. scan cost, empty fleet (the grace period after taking the lead is OFFLINE_AFTER = 5 s)
+    wait_until(lambda: '"leader":true' in urllib.request.urlopen(f"http://127.0.0.1:{args.admin_port}/readyz", timeout=5).read().decode(), 30)
+    time.sleep(6)
+    empty_ms, empty_scans = mean_scan_ms(5)
+
+    # the fleet: rows in PostgreSQL (online), members of the online sets scored an hour ahead
+    log(f"loading {args.devices} devices")
+    psql(db_url, f"""INSERT INTO devices (id, name, status, last_heartbeat, status_changed_at, status_version)
+                     SELECT md5(i::text)::uuid, 'bench-' || i, 'online', now(), now(), 1 FROM generate_series(0, {args.devices - 1}) i""")
+    ahead = now_ms() + 3_600_000
+    members = [[] for _ in range(BUCKETS)]
+    for i in range(args.devices):
+        device = device_id(i)
+        members[bucket(device)].append(device)
+    commands = []
+    for b, ids in enumerate(members):
+        for chunk in range(0, len(ids), 1000):
+            part = ids[chunk:chunk + 1000]
+            commands.append(resp("ZADD", f"hb:{{{b}}}:online", *[x for device in part for x in (ahead, device)]))
+    pipe(commands)
+    online = sum(int(redis("ZCARD", f"hb:{{{b}}}:online")) for b in range(BUCKETS))
+    full_ms, full_scans = mean_scan_ms(5)
+    log(f"scan with nothing stale: {empty_ms:.2f} ms (0 online), {full_ms:.2f} ms ({online} online)")
+
+    # 3. STALE devices fall silent at once: their scores move 10 minutes back
+    published_before = int(psql(db_url, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"))
+    stale_at = now_ms() - 600_000
+    commands = [resp("ZADD", f"hb:{{{bucket(device_id(i))}}}:online", "XX", stale_at, device_id(i)) for i in range(0, args.devices, args.devices // args.stale)][:args.stale]
+    stale = len(commands)
+    t0 = time.time()
+    pipe(commands)
+    applied = wait_until(lambda: int(psql(db_url, "SELECT count(*) FROM devices WHERE status = 'offline'")) >= stale, 120, poll=0.05)
+    t_applied = time.time() - t0
+    published = wait_until(lambda: int(psql(db_url, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")) - published_before >= stale, 120, poll=0.05)
+    t_published = time.time() - t0
+    offline_events = int(psql(db_url, "SELECT count(*) FROM device_status_events WHERE to_status = 'offline'"))
+    wrongly = int(psql(db_url, "SELECT count(*) FROM devices WHERE status = 'offline'")) - stale
+    log(f"{stale} stale of {online}: applied in {t_applied:.2f} s, published in {t_published:.2f} s")
+    print(json.dumps({
+        "history_rows": args.history_rows, "history_rows_per_s": round(history_rate), "history_complete": bool(done),
+        "online": online, "scan_ms_empty_fleet": round(empty_ms, 2), "scan_ms_full_fleet": round(full_ms, 2),
+        "scans_measured": [empty_scans, full_scans],
+        "stale": stale, "applied_s": round(t_applied, 2) if applied else None, "published_s": round(t_published, 2) if published else None,
+        "offline_events": offline_events, "wrongly_offline": wrongly,
+    }))
+finally:
+    if monitor and monitor.poll() is None:
+        monitor.send_signal(signal.SIGTERM)
+        try:
+            monitor.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            monitor.kill()
+    redis("FLUSHDB")
+    subprocess.run(["psql", admin_url, "-qc", "DROP DATABASE IF EXISTS heartbeat_monitor_bench"], capture_output=True)
