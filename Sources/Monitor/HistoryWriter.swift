@@ -28,6 +28,7 @@ struct HistoryWriter: Service {
 
     var stream: StreamConsumer { StreamConsumer(redis: redis, group: Self.group, consumer: consumer) }
     let written = Counter(label: "monitor_history_rows_written_total")
+    /// Rows lost to the history stream cap before they were written (at least this many).
     let shed = Counter(label: "monitor_history_stream_overflow_total")
     /// Entries that could not be read (not a device id, time and payload): skipped, never retried.
     let unreadable = Counter(label: "monitor_history_rows_unreadable_total")
@@ -85,7 +86,7 @@ struct HistoryWriter: Service {
     /// Writes one batch of the bucket. Returns how many entries were consumed.
     func drainOnce(bucket: Int) async throws -> Int {
         let stream = keys.history(bucket: bucket)
-        let (entries, _) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
+        let (entries, claimed) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
         guard !entries.isEmpty else { return 0 }
         var devices: [String] = [], times: [String] = [], deviceTimes: [String] = [], payloads: [String] = []
         for entry in entries {
@@ -117,6 +118,11 @@ struct HistoryWriter: Service {
             written.increment(by: devices.count)
         }
         try await self.stream.acknowledge(entries, on: stream)
+        // Nothing was pending before this read and all of it is in PostgreSQL now: the entries can
+        // go, so the stream holds only what is not written yet instead of growing to its cap.
+        if !claimed, let last = entries.last, let next = StreamConsumer.successor(of: last.id) {
+            try await redis.execute(["XTRIM", stream, "MINID", next])
+        }
         return entries.count
     }
 
@@ -128,27 +134,32 @@ struct HistoryWriter: Service {
             """, parameters)
     }
 
-    /// When the stream's oldest entry is newer than the group's last delivered entry, rows were
-    /// trimmed before this writer read them: the cap was hit.
+    /// Entries the cap trimmed before this writer read them. Unread entries (the group's `lag`)
+    /// are all still in the stream unless some were shed, because the writer only trims what it
+    /// has written: `lag > length` means at least `lag - length` rows were lost.
     private func detectShedding(_ stream: String) async throws {
-        guard let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array else { return }
+        guard let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
+            let length = Self.field("length", in: info)?.integer,
+            let added = Self.field("entries-added", in: info)?.integer,
+            let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array
+        else { return }
         for group in groups {
             let fields = group.array ?? []
-            func field(_ name: String) -> RedisValue? {
-                guard let index = fields.firstIndex(of: .string(name)), index + 1 < fields.count else { return nil }
-                return fields[index + 1]
-            }
-            guard field("name")?.string == Self.group, let delivered = field("last-delivered-id")?.string else { continue }
-            let first = try await redis.execute(["XRANGE", stream, "-", "+", "COUNT", "1"])
-            guard let firstID = StreamEntry.list(first).first?.id else { return }
-            if delivered != "0-0", StreamConsumer.compare(firstID, delivered) > 0, let next = StreamConsumer.successor(of: delivered),
-                StreamConsumer.compare(firstID, next) > 0 {
-                shed.increment()
-                logger.error("history stream cap hit: rows were shed before they reached PostgreSQL",
-                             metadata: ["stream": "\(stream)", "last_read": "\(delivered)", "oldest_left": "\(firstID)"])
-                // move the group past the gap so the same loss is reported once
-                try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered == "0-0" ? "0" : next])
-            }
+            guard Self.field("name", in: fields)?.string == Self.group,
+                let delivered = Self.field("last-delivered-id", in: fields)?.string,
+                let lag = Self.field("lag", in: fields)?.integer, lag > length
+            else { continue }
+            shed.increment(by: Int(lag - length))
+            logger.error("history stream cap hit: rows were shed before they reached PostgreSQL",
+                         metadata: ["stream": "\(stream)", "rows_lost": "\(lag - length)", "last_read": "\(delivered)"])
+            // count the lost entries as read so the same loss is reported once
+            try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered, "ENTRIESREAD", String(added - length)])
         }
+    }
+
+    /// The value after `name` in a flat `XINFO` reply.
+    private static func field(_ name: String, in fields: [RedisValue]) -> RedisValue? {
+        guard let index = fields.firstIndex(of: .string(name)), index + 1 < fields.count else { return nil }
+        return fields[index + 1]
     }
 }

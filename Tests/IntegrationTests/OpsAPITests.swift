@@ -199,6 +199,10 @@ import Testing
             #expect(try await h.eventually(.seconds(5)) {
                 try await h.database.connection.query("SELECT count(*) FROM heartbeat_history").scalar == "1"
             })
+            // a written row leaves the stream: it holds only what is not in PostgreSQL yet
+            #expect(try await h.eventually(.seconds(5)) {
+                try await h.redis.execute(["XLEN", h.keys.history(bucket: h.keys.bucket(of: id))]).integer == 0
+            })
         }
         // while no monitor runs, far more beats than the cap: the oldest unread ones are trimmed
         let payload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000))
