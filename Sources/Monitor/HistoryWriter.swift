@@ -88,34 +88,21 @@ struct HistoryWriter: Service {
         let stream = keys.history(bucket: bucket)
         let (entries, claimed) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
         guard !entries.isEmpty else { return 0 }
-        var devices: [String] = [], times: [String] = [], deviceTimes: [String] = [], payloads: [String] = []
-        for entry in entries {
-            guard let device = entry.fields[KeySchema.HistoryField.device].flatMap({ DeviceID($0) }),
-                let at = entry.fields[KeySchema.HistoryField.receivedAt], Int64(at) != nil,
-                let payload = entry.fields[KeySchema.HistoryField.payload].flatMap({ HeartbeatPayload(storedForm: $0, deviceID: device) })
-            else {
-                unreadable.increment()
-                continue
-            }
-            devices.append(device.string)
-            times.append(at)
-            deviceTimes.append(String(payload.deviceTime.millisecondsSinceEpoch))
-            payloads.append(payload.storedJSON)
-        }
-        if !devices.isEmpty {
-            let parameters = [PostgresArray.plain(devices), PostgresArray.plain(times), PostgresArray.plain(deviceTimes), PostgresArray.text(payloads)]
+        let batch = HistoryBatch(entries: entries)
+        if batch.unreadable > 0 { unreadable.increment(by: batch.unreadable) }
+        if !batch.isEmpty {
             do {
-                try await insert(parameters)
+                try await db.copyIn(HistoryBatch.copySQL, data: batch.data)
             } catch let error as PostgresError {
                 // 23514: no partition for a row (a day not created yet); create it and retry once
                 guard case .queryFailed("23514", _) = error else { throw error }
                 try await db.query("""
                     SELECT ensure_history_partition((to_timestamp(t / 1000.0) AT TIME ZONE 'UTC')::date)
                     FROM (SELECT DISTINCT unnest($1::bigint[]) / 86400000 * 86400000 AS t) days
-                    """, [parameters[1]])
-                try await insert(parameters)
+                    """, [PostgresArray.plain(batch.receivedAt.map(String.init))])
+                try await db.copyIn(HistoryBatch.copySQL, data: batch.data)
             }
-            written.increment(by: devices.count)
+            written.increment(by: batch.receivedAt.count)
         }
         try await self.stream.acknowledge(entries, on: stream)
         // Nothing was pending before this read and all of it is in PostgreSQL now: the entries can
@@ -124,14 +111,6 @@ struct HistoryWriter: Service {
             try await redis.execute(["XTRIM", stream, "MINID", next])
         }
         return entries.count
-    }
-
-    private func insert(_ parameters: [String]) async throws {
-        try await db.query("""
-            INSERT INTO heartbeat_history (device_id, received_at, device_time, payload)
-            SELECT d, to_timestamp(t::float8 / 1000), to_timestamp(dt::float8 / 1000), p::jsonb
-            FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[]) AS u(d, t, dt, p)
-            """, parameters)
     }
 
     /// Entries the cap trimmed before this writer read them. Unread entries (the group's `lag`)

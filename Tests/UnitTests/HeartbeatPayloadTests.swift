@@ -202,5 +202,24 @@ import Testing
             #expect(HeartbeatPayload(storedForm: garbage, deviceID: full.deviceID) == nil, "\(garbage)")
         }
     }
+
+    @Test func jsonWrittenFromTheStoredFormIsTheStoredJSON() throws {
+        let full = try HeartbeatPayload.decode(json: Self.body(Self.valid))
+        var odd = full
+        odd.storage = .init(totalGB: 0.000015, usedGB: 1e9)
+        odd.playerVersion = "v \"é\" \\ /"
+        odd.networkStatus = nil
+        for payload in [full, odd, HeartbeatPayload(deviceID: full.deviceID, deviceTime: full.deviceTime)] {
+            var out: [UInt8] = []
+            let ms = HeartbeatPayload.appendJSON(ofStoredForm: payload.storedForm, deviceID: payload.deviceID, to: &out, doublingBackslashes: false)
+            #expect(ms == payload.deviceTime.millisecondsSinceEpoch)
+            #expect(String(decoding: out, as: UTF8.self) == payload.storedJSON)
+        }
+        for garbage in ["", "x\t\t\t\t\t", "1\t\t\t\t", "1\t\tx\t1\t\t", "1\t\t1\t\t\t", "1\t\t01\t2\t\t", "{\"device_id\":1}"] {
+            var out: [UInt8] = [7]
+            #expect(HeartbeatPayload.appendJSON(ofStoredForm: garbage, deviceID: full.deviceID, to: &out, doublingBackslashes: false) == nil, "\(garbage)")
+            #expect(out == [7])
+        }
+    }
 }
 

@@ -68,6 +68,26 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs `COPY … FROM STDIN` with `data` in COPY's text format (one row per line, columns
+    /// separated by tabs, `\\` escaped). Returns the number of rows copied.
+    @discardableResult
+    public func copyIn(_ sql: String, data: [UInt8]) async throws -> Int {
+        try await run { connection in
+            guard let started = PQexec(connection, sql) else { return nil }
+            guard PQresultStatus(started) == PGRES_COPY_IN else { return started }
+            PQclear(started)
+            let sent = data.withUnsafeBufferPointer { buffer in
+                buffer.baseAddress.map { base in
+                    base.withMemoryRebound(to: CChar.self, capacity: buffer.count) { PQputCopyData(connection, $0, Int32(buffer.count)) }
+                } ?? 1
+            }
+            _ = PQputCopyEnd(connection, sent == 1 ? nil : "the client could not send the rows")
+            let final = PQgetResult(connection)
+            while let extra = PQgetResult(connection) { PQclear(extra) }
+            return final
+        }.affectedRows
+    }
+
     /// Runs SQL text that may hold several statements and no parameters (migrations).
     @discardableResult
     public func simpleQuery(_ sql: String) async throws -> PostgresResult {

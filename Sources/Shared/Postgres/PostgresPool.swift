@@ -19,6 +19,17 @@ public final class PostgresPool: Sendable {
     /// Runs one statement on the next connection (connecting or reconnecting it first if needed).
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresResult {
+        try await nextConnection().query(sql, parameters)
+    }
+
+    /// Runs `COPY … FROM STDIN` on the next connection (see ``PostgresConnection/copyIn(_:data:)``).
+    @discardableResult
+    public func copyIn(_ sql: String, data: [UInt8]) async throws -> Int {
+        try await nextConnection().copyIn(sql, data: data)
+    }
+
+    /// The next connection round-robin, connected or reconnected first if needed.
+    private func nextConnection() async throws -> PostgresConnection {
         let slot = next.wrappingAdd(1, ordering: .relaxed).oldValue % size
         let existing = slots.withLock { slots -> PostgresConnection? in
             if let current = slots[slot], current.isBroken { slots[slot] = nil }
@@ -31,7 +42,7 @@ public final class PostgresPool: Sendable {
             connection = try await PostgresConnection.connect(url: url, applicationName: applicationName)
             slots.withLock { $0[slot] = connection }
         }
-        return try await connection.query(sql, parameters)
+        return connection
     }
 
     /// Closes every connection.

@@ -11,8 +11,9 @@
 /// Reply: `{0, time_s, time_us, assigned_playlist, command…}` when recorded;
 /// `{1}` unknown device; `{2}` wrong token; `{3, time_s, time_us, retry_after_ms}` too frequent.
 ///
-/// Liveness uses Redis `TIME` only. A device absent from the online set gets an `online`
-/// transition appended in the same atomic step that re-adds it, so the offline scanner (which
+/// Liveness uses Redis `TIME` only; the 429 check compares it with the hash's `last_heartbeat`.
+/// A device absent from the online set (`ZADD` adds it) gets an `online` transition appended in
+/// the same atomic step that re-adds it, so the offline scanner (which
 /// removes members and appends `offline` atomically) and heartbeats can never lose a transition.
 /// Commands are `"<expiry ms>|<json>"`; all are popped, expired ones are dropped.
 public enum HeartbeatScript {
@@ -24,20 +25,19 @@ public enum HeartbeatScript {
     }
 
     public static let script = RedisScript(name: "heartbeat", source: #"""
-local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist')
+local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist', 'last_heartbeat')
 local stored = dev[1]
 if not stored then return {1} end
 if #stored < 32 or string.sub(ARGV[2], 1, #stored) ~= stored then return {2} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
-local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local minInterval = tonumber(ARGV[4])
-if prev and minInterval > 0 then
-  local elapsed = now - tonumber(prev)
+if dev[3] and minInterval > 0 then
+  local elapsed = now - tonumber(dev[3])
   if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
 end
-redis.call('ZADD', KEYS[1], nowText, ARGV[1])
+local added = redis.call('ZADD', KEYS[1], nowText, ARGV[1])
 if #stored == 32 then
   redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
 else
@@ -45,7 +45,7 @@ else
   redis.call('HDEL', KEYS[2], 'device_time')
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
-if not prev then
+if added == 1 then
   redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
 end
 local reply = {0, t[1], t[2], dev[2] or ''}

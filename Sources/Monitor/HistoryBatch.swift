@@ -1,0 +1,58 @@
+import Shared
+
+/// A batch of history stream entries as rows in PostgreSQL's `COPY` text format.
+///
+/// `COPY` skips what `INSERT … SELECT FROM unnest(…)` costs per row (array parsing, the executor's
+/// projection); the JSON column is written as the ops API serves it.
+struct HistoryBatch {
+    static let copySQL = "COPY heartbeat_history (device_id, received_at, payload, device_time) FROM STDIN"
+
+    /// The rows: device id, received at, payload JSON, device time; tab-separated, one per line.
+    private(set) var data: [UInt8] = []
+    /// Redis time (ms) of each row, for creating missing day partitions.
+    private(set) var receivedAt: [Int64] = []
+    /// Entries that are not a device id, a time and a stored payload.
+    private(set) var unreadable = 0
+
+    var isEmpty: Bool { receivedAt.isEmpty }
+
+    init(entries: [StreamEntry]) {
+        data.reserveCapacity(entries.count * 300)
+        receivedAt.reserveCapacity(entries.count)
+        for entry in entries { append(entry) }
+    }
+
+    private mutating func append(_ entry: StreamEntry) {
+        guard let device = entry.fields[KeySchema.HistoryField.device].flatMap({ DeviceID($0) }),
+            let at = entry.fields[KeySchema.HistoryField.receivedAt].flatMap({ Int64($0) }),
+            let stored = entry.fields[KeySchema.HistoryField.payload]
+        else {
+            unreadable += 1
+            return
+        }
+        let rowStart = data.count
+        data.append(contentsOf: device.string.utf8)
+        data.append(UInt8(ascii: "\t"))
+        data.append(contentsOf: UTCTimestamp(millisecondsSinceEpoch: at).iso8601.utf8)
+        data.append(UInt8(ascii: "\t"))
+        let deviceTime: Int64
+        if let ms = HeartbeatPayload.appendJSON(ofStoredForm: stored, deviceID: device, to: &data, doublingBackslashes: true) {
+            deviceTime = ms
+        } else if let legacy = HeartbeatPayload(storedForm: stored, deviceID: device) {
+            // JSON written by earlier versions: no raw tabs or newlines in it; COPY needs `\` doubled
+            for byte in legacy.storedJSON.utf8 {
+                if byte == UInt8(ascii: "\\") { data.append(byte) }
+                data.append(byte)
+            }
+            deviceTime = legacy.deviceTime.millisecondsSinceEpoch
+        } else {
+            data.removeSubrange(rowStart...)
+            unreadable += 1
+            return
+        }
+        data.append(UInt8(ascii: "\t"))
+        data.append(contentsOf: UTCTimestamp(millisecondsSinceEpoch: deviceTime).iso8601.utf8)
+        data.append(UInt8(ascii: "\n"))
+        receivedAt.append(at)
+    }
+}
