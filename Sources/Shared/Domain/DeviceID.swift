@@ -17,26 +17,30 @@ public struct DeviceID: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Hand-written (every heartbeat parses two): hex digits with hyphens at 8, 13, 18 and 23,
     /// lower-cased in one pass.
     public init?(_ text: some StringProtocol) {
-        var canonical = [UInt8](repeating: 0, count: 36)
-        var count = 0
-        for byte in text.utf8 {
-            guard count < 36 else { return nil }
-            switch (count, byte) {
-            case (8, UInt8(ascii: "-")), (13, UInt8(ascii: "-")), (18, UInt8(ascii: "-")), (23, UInt8(ascii: "-")):
-                canonical[count] = byte
-            case (8, _), (13, _), (18, _), (23, _):
-                return nil
-            case (_, UInt8(ascii: "0")...UInt8(ascii: "9")), (_, UInt8(ascii: "a")...UInt8(ascii: "f")):
-                canonical[count] = byte
-            case (_, UInt8(ascii: "A")...UInt8(ascii: "F")):
-                canonical[count] = byte | 0x20
-            default:
-                return nil
+        let utf8 = text.utf8
+        guard utf8.count == 36 else { return nil }
+        var valid = true
+        let canonical = String(unsafeUninitializedCapacity: 36) { out in
+            for (index, byte) in utf8.enumerated() {
+                switch (index, byte) {
+                case (8, UInt8(ascii: "-")), (13, UInt8(ascii: "-")), (18, UInt8(ascii: "-")), (23, UInt8(ascii: "-")):
+                    out[index] = byte
+                case (8, _), (13, _), (18, _), (23, _):
+                    valid = false
+                    return 0
+                case (_, UInt8(ascii: "0")...UInt8(ascii: "9")), (_, UInt8(ascii: "a")...UInt8(ascii: "f")):
+                    out[index] = byte
+                case (_, UInt8(ascii: "A")...UInt8(ascii: "F")):
+                    out[index] = byte | 0x20
+                default:
+                    valid = false
+                    return 0
+                }
             }
-            count += 1
+            return 36
         }
-        guard count == 36 else { return nil }
-        self.string = String(decoding: canonical, as: UTF8.self)
+        guard valid else { return nil }
+        self.string = canonical
     }
 
     /// The id as a Foundation `UUID`.

@@ -108,17 +108,20 @@ extension HeartbeatPayload {
     private static func validate(
         id: Found, time: Found, playlist: Found, storage: Found, network: Found, version: Found
     ) throws(PayloadValidationError) -> HeartbeatPayload {
-        // Types first, in field order, as a schema check would report them.
-        let strings = [("device_id", id), ("timestamp", time), ("current_playlist", playlist)]
-        for (field, found) in strings { if case .wrongType = found { throw .init(field: field, message: "must be a string") } }
+        // Types first, in field order, as a schema check would report them (no arrays: this runs per heartbeat).
+        func requireString(_ found: Found, _ field: String) throws(PayloadValidationError) {
+            if case .wrongType = found { throw .init(field: field, message: "must be a string") }
+        }
+        try requireString(id, "device_id")
+        try requireString(time, "timestamp")
+        try requireString(playlist, "current_playlist")
         if case .wrongType = storage { throw .init(field: "storage_status", message: "must be an object") }
         if case .storage(let total, let used) = storage {
             if case .wrongType = total { throw .init(field: "storage_status.total_gb", message: "must be a number") }
             if case .wrongType = used { throw .init(field: "storage_status.used_gb", message: "must be a number") }
         }
-        for (field, found) in [("network_status", network), ("player_version", version)] {
-            if case .wrongType = found { throw .init(field: field, message: "must be a string") }
-        }
+        try requireString(network, "network_status")
+        try requireString(version, "player_version")
 
         guard case .string(let rawID) = id else { throw .init(field: "device_id", message: "is required") }
         guard let deviceID = DeviceID(rawID) else { throw .init(field: "device_id", message: "must be a UUID") }

@@ -11,15 +11,21 @@ public enum DeviceToken {
 
     /// Lower-case hex SHA-256 of the token's UTF-8 bytes: what Redis and PostgreSQL store.
     public static func hash(_ token: String) -> String {
-        let digest = SHA256.hash(data: Array(token.utf8))
-        var hex = [UInt8]()
-        hex.reserveCapacity(64)
-        let alphabet = Array("0123456789abcdef".utf8)
-        for byte in digest {
-            hex.append(alphabet[Int(byte >> 4)])
-            hex.append(alphabet[Int(byte & 0x0f)])
+        var token = token
+        let digest = token.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        return String(unsafeUninitializedCapacity: 64) { hex in
+            var index = 0
+            for byte in digest {
+                hex[index] = hexDigit(byte >> 4)
+                hex[index + 1] = hexDigit(byte & 0x0f)
+                index += 2
+            }
+            return 64
         }
-        return String(decoding: hex, as: UTF8.self)
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
     }
 
     /// What the Redis registry keeps of a token hash: its first 32 hex digits (128 bits). Tokens
