@@ -247,6 +247,8 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         "| measurement | result | target | |",
         "|---|---|---|---|",
         f"| history writer, {monitor_result['history_rows']} rows waiting in the streams | {monitor_result['history_rows_per_s']} rows/s into PostgreSQL "
+        f"(baseline, same run: psql `\\copy` of the same rows {monitor_result['copy_baseline_rows_per_s']} rows/s; "
+        f"ratio {monitor_result['history_rows_per_s'] / monitor_result['copy_baseline_rows_per_s']:.2f}) "
         f"| ≥ 50,000 rows/s | {check(monitor_result['history_rows_per_s'] >= 50000)} |",
         f"| {monitor_result['stale']} of {monitor_result['online']} online devices fall silent: all offline in PostgreSQL | "
         f"{monitor_result['applied_s']} s after they fell silent (the next scan starts within 1 s) | ≤ 5 s | "

@@ -2,7 +2,8 @@
 """Monitor benchmarks (run by bench.py; needs the services of scripts/services.sh running).
 
 1. History writer capacity: N history entries are put in the streams before the monitor starts;
-   rows/s from the first row in PostgreSQL to the last.
+   rows/s from the first row in PostgreSQL to the last; baseline: the same rows through psql's
+   \copy into a table of the same shape, right after.
 2. Offline scan cost with nothing stale: mean scan time with an empty fleet, then with the whole
    fleet (default 1,000,000 devices) online; O(stale) means the two are about equal.
 3. Offline detection at scale: STALE of the fleet's devices fall silent at once; seconds from that
@@ -165,6 +166,23 @@ try:
     done = done and int(db.scalar("SELECT count(*) FROM heartbeat_history")) == args.history_rows
     log(f"history: {args.history_rows} rows, {history_rate:.0f} rows/s")
 
+    # baseline, same minutes: PostgreSQL alone taking the same rows through psql's \copy (no Redis,
+    # no monitor), so the writer's rate can be read as a ratio on this shared machine
+    copy_file = os.path.join(os.path.dirname(os.path.abspath(args.log)), "monitor-bench-history.copy")
+    received = lambda i: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((started_ms + i // 1000) / 1000)) + f".{(started_ms + i // 1000) % 1000:03d}Z"
+    with open(copy_file, "w") as rows:
+        for i in range(args.history_rows):
+            device = device_id(i % 50_000)
+            rows.write(f"{device}\t{received(i)}\t" + '{"device_id":"' + device + '","timestamp":"2026-11-29T06:00:00.000Z",'
+                       '"current_playlist":"p1","storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected",'
+                       '"player_version":"1.2.3"}\t2026-11-29T06:00:00.000Z\n')
+    psql(db_url, "CREATE TABLE copy_baseline (LIKE heartbeat_history); CREATE INDEX ON copy_baseline (device_id, received_at DESC)")
+    copy_started = time.time()
+    psql(db_url, f"\\copy copy_baseline (device_id, received_at, payload, device_time) FROM '{copy_file}'")
+    copy_rate = args.history_rows / (time.time() - copy_started)
+    os.remove(copy_file)
+    log(f"baseline: psql \\copy of the same rows, {copy_rate:.0f} rows/s")
+
     # 2. scan cost, empty fleet (the grace period after taking the lead is OFFLINE_AFTER = 5 s)
     wait_until(lambda: '"leader":true' in urllib.request.urlopen(f"http://127.0.0.1:{args.admin_port}/readyz", timeout=5).read().decode(), 30)
     time.sleep(6)
@@ -206,6 +224,7 @@ try:
     log(f"{stale} stale of {online}: applied in {t_applied:.2f} s, published in {t_published:.2f} s")
     print(json.dumps({
         "history_rows": args.history_rows, "history_rows_per_s": round(history_rate), "history_complete": bool(done),
+        "copy_baseline_rows_per_s": round(copy_rate),
         "online": online, "scan_ms_empty_fleet": round(empty_ms, 2), "scan_ms_full_fleet": round(full_ms, 2),
         "scans_measured": [empty_scans, full_scans],
         "stale": stale, "applied_s": round(t_applied, 2) if applied else None, "published_s": round(t_published, 2) if published else None,
