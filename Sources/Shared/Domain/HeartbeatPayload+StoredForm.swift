@@ -36,18 +36,64 @@ extension HeartbeatPayload {
             self = legacy
             return
         }
-        let fields = stored.split(separator: "\t", omittingEmptySubsequences: false)
-        guard fields.count == 6, let ms = Int64(fields[0]) else { return nil }
-        func text(_ index: Int) -> String? { fields[index].isEmpty ? nil : String(fields[index]) }
-        var storage: StorageStatus?
-        if !fields[2].isEmpty || !fields[3].isEmpty {
-            guard let total = Double(fields[2]), let used = Double(fields[3]) else { return nil }
-            storage = StorageStatus(totalGB: total, usedGB: used)
-        }
-        self.init(
-            deviceID: deviceID, deviceTime: UTCTimestamp(millisecondsSinceEpoch: ms), currentPlaylist: text(1),
-            storage: storage, networkStatus: text(4), playerVersion: text(5))
+        var stored = stored
+        guard let payload = stored.withUTF8({ bytes -> HeartbeatPayload? in
+            guard let form = StoredFields(bytes) else { return nil }
+            func text(_ index: Int) -> String? { form.isEmpty(index) ? nil : String(decoding: form[index], as: UTF8.self) }
+            var storage: StorageStatus?
+            if form.hasStorage {
+                // the grammar is checked by StoredFields, so these parse
+                guard let total = Double(text(2) ?? ""), let used = Double(text(3) ?? "") else { return nil }
+                storage = StorageStatus(totalGB: total, usedGB: used)
+            }
+            return HeartbeatPayload(
+                deviceID: deviceID, deviceTime: UTCTimestamp(millisecondsSinceEpoch: form.deviceTimeMs), currentPlaylist: text(1),
+                storage: storage, networkStatus: text(4), playerVersion: text(5))
+        }) else { return nil }
+        self = payload
     }
+}
+
+/// The six fields of a ``HeartbeatPayload/storedForm`` as byte ranges, checked once for both
+/// readers (the payload initializer and the history writer's JSON writer): a device time of
+/// digits, and storage figures that are both absent or both JSON numbers. Points into the bytes it
+/// was made from: use it only inside the `withUTF8` call that produced them.
+private struct StoredFields {
+    let bytes: UnsafeBufferPointer<UInt8>
+    private let bounds: [Range<Int>]
+    let deviceTimeMs: Int64
+    var hasStorage: Bool { !isEmpty(2) || !isEmpty(3) }
+
+    init?(_ bytes: UnsafeBufferPointer<UInt8>) {
+        var bounds: [Range<Int>] = []
+        bounds.reserveCapacity(6)
+        var start = 0
+        for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\t") {
+            bounds.append(start..<index)
+            start = index + 1
+        }
+        bounds.append(start..<bytes.count)
+        guard bounds.count == 6 else { return nil }
+        self.bytes = bytes
+        self.bounds = bounds
+
+        var ms: Int64 = 0
+        let time = bytes[bounds[0]]
+        guard !time.isEmpty, time.count <= 15 else { return nil }
+        for byte in time {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            ms = ms * 10 + Int64(byte - UInt8(ascii: "0"))
+        }
+        deviceTimeMs = ms
+        func isNumber(_ index: Int) -> Bool {
+            var scanner = JSONScanner(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[bounds[index]])))
+            return (try? scanner.readNumber()) != nil && (try? scanner.expectEnd()) != nil
+        }
+        guard !hasStorage || (isNumber(2) && isNumber(3)) else { return nil }
+    }
+
+    subscript(index: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: bytes[bounds[index]]) }
+    func isEmpty(_ index: Int) -> Bool { bounds[index].isEmpty }
 }
 
 extension HeartbeatPayload {
@@ -62,33 +108,7 @@ extension HeartbeatPayload {
     ) -> Int64? {
         var stored = stored
         return stored.withUTF8 { bytes -> Int64? in
-            // six tab-separated fields
-            var bounds: [Range<Int>] = []
-            bounds.reserveCapacity(6)
-            var start = 0
-            for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\t") {
-                bounds.append(start..<index)
-                start = index + 1
-            }
-            bounds.append(start..<bytes.count)
-            guard bounds.count == 6 else { return nil }
-            func field(_ index: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: bytes[bounds[index]]) }
-            func isNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
-                var scanner = JSONScanner(UnsafeRawBufferPointer(text))
-                return (try? scanner.readNumber()) != nil && (try? scanner.expectEnd()) != nil
-            }
-
-            var ms: Int64 = 0
-            let time = field(0)
-            guard !time.isEmpty, time.count <= 15 else { return nil }
-            for byte in time {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                ms = ms * 10 + Int64(byte - UInt8(ascii: "0"))
-            }
-            let total = field(2), used = field(3)
-            let hasStorage = !total.isEmpty || !used.isEmpty
-            guard !hasStorage || (isNumber(total) && isNumber(used)) else { return nil }
-
+            guard let form = StoredFields(bytes) else { return nil }
             func raw(_ text: StaticString) { out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)) }
             func string(_ text: some Sequence<UInt8>) {
                 out.append(UInt8(ascii: "\""))
@@ -108,19 +128,19 @@ extension HeartbeatPayload {
             raw(#"{"device_id":"#)
             string(deviceID.string.utf8)
             raw(#","timestamp":"#)
-            string(UTCTimestamp(millisecondsSinceEpoch: ms).iso8601.utf8)
-            if !field(1).isEmpty { raw(#","current_playlist":"#); string(field(1)) }
-            if hasStorage {
+            string(UTCTimestamp(millisecondsSinceEpoch: form.deviceTimeMs).iso8601.utf8)
+            if !form.isEmpty(1) { raw(#","current_playlist":"#); string(form[1]) }
+            if form.hasStorage {
                 raw(#","storage_status":{"total_gb":"#)
-                out.append(contentsOf: total)
+                out.append(contentsOf: form[2])
                 raw(#","used_gb":"#)
-                out.append(contentsOf: used)
+                out.append(contentsOf: form[3])
                 raw("}")
             }
-            if !field(4).isEmpty { raw(#","network_status":"#); string(field(4)) }
-            if !field(5).isEmpty { raw(#","player_version":"#); string(field(5)) }
+            if !form.isEmpty(4) { raw(#","network_status":"#); string(form[4]) }
+            if !form.isEmpty(5) { raw(#","player_version":"#); string(form[5]) }
             raw("}")
-            return ms
+            return form.deviceTimeMs
         }
     }
 }
