@@ -46,13 +46,11 @@ struct HeartbeatController<Context: RequestContext> {
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: maxBodyBytes)
         }
-        let decoded = body.withUnsafeReadableBytes { bytes in
-            Result { () throws(PayloadValidationError) in try HeartbeatPayload.decode(utf8: bytes) }
-        }
         let heartbeat: HeartbeatPayload
-        switch decoded {
-        case .success(let payload): heartbeat = payload
-        case .failure(let error): throw APIError.invalidBody(error)
+        do {
+            heartbeat = try body.withUnsafeReadableBytes { try HeartbeatPayload.decode(utf8: $0) }
+        } catch let error as PayloadValidationError {
+            throw APIError.invalidBody(error)
         }
         guard heartbeat.deviceID == pathID else {
             throw APIError.invalid("device_id_mismatch", "device_id in the body must equal the id in the path")

@@ -41,7 +41,6 @@ public struct KeySchema: Sendable, Equatable {
         /// The first 32 hex digits (128 bits) of the device token's SHA-256 (``DeviceToken/redisDigest(ofHash:)``).
         public static let tokenHash = "token"
         public static let playlist = "playlist"
-        public static let name = "name"
         /// Last accepted heartbeat, ms of Redis time.
         public static let lastHeartbeat = "last_heartbeat"
         /// The latest heartbeat, in ``HeartbeatPayload/storedForm`` (device clock included).

@@ -59,23 +59,4 @@ public final class PostgresPool: Sendable {
 public enum PostgresArray {
     /// `{a,b}` for values that need no quoting (ids, UUIDs, numbers, plain words).
     public static func plain(_ values: [String]) -> String { "{" + values.joined(separator: ",") + "}" }
-
-    /// `{"a","b"}` with every element quoted and escaped: safe for any text (JSON included).
-    /// Works on UTF-8 bytes: the history writer quotes thousands of payloads per batch.
-    public static func text(_ values: [String]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(values.reduce(2) { $0 + $1.utf8.count + 8 })
-        out.append(UInt8(ascii: "{"))
-        for (index, value) in values.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "\""))
-            for byte in value.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
-                out.append(byte)
-            }
-            out.append(UInt8(ascii: "\""))
-        }
-        out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
-    }
 }
