@@ -20,14 +20,18 @@ import Testing
         return (response.status, json)
     }
 
+    /// Registers a device through the ops API; its id and token.
+    static func register(_ client: some TestClientProtocol, name: String) async throws -> (id: DeviceID, token: String) {
+        let created = try await call(client, .post, "/api/v1/devices", #"{"name":"\#(name)"}"#)
+        #expect(created.status == .created)
+        return (try #require((created.json["id"] as? String).flatMap { DeviceID($0) }), try #require(created.json["token"] as? String))
+    }
+
     @Test func registrationTokensAndErrors() async throws {
         let h = try await MonitorHarness.start()
         try await h.withMonitor { client in
             #expect(try await Self.call(client, .post, "/api/v1/devices", #"{"name":"lobby"}"#, auth: false).status == .unauthorized)
-            let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"lobby screen"}"#)
-            #expect(created.status == .created)
-            let id = try #require((created.json["id"] as? String).flatMap { DeviceID($0) })
-            let token = try #require(created.json["token"] as? String)
+            let (id, token) = try await Self.register(client, name: "lobby screen")
             #expect(token.count == 43)
             // only the hash is stored
             #expect(try await h.database.connection.query("SELECT token_hash FROM devices WHERE id = $1", [id.string]).scalar == DeviceToken.hash(token))
@@ -58,9 +62,7 @@ import Testing
     @Test func playlistsAndCommandsReachTheNextHeartbeat() async throws {
         let h = try await MonitorHarness.start()
         try await h.withMonitor { client in
-            let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"door"}"#)
-            let id = try #require((created.json["id"] as? String).flatMap { DeviceID($0) })
-            let token = try #require(created.json["token"] as? String)
+            let (id, token) = try await Self.register(client, name: "door")
             let playlist = DeviceID.random()
             #expect(try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"\#(playlist)"}"#).status == .ok)
             #expect(try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"x"}"#).status == .badRequest)
@@ -96,11 +98,8 @@ import Testing
     @Test func devicesStatusHistoryEventsAndUptime() async throws {
         let h = try await MonitorHarness.start()
         try await h.withMonitor { client in
-            var devices: [(DeviceID, String)] = []
-            for index in 0..<5 {
-                let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"d\#(index)"}"#)
-                devices.append((try #require((created.json["id"] as? String).flatMap { DeviceID($0) }), try #require(created.json["token"] as? String)))
-            }
+            var devices: [(id: DeviceID, token: String)] = []
+            for index in 0..<5 { devices.append(try await Self.register(client, name: "d\(index)")) }
             let (id, token) = devices[0]
             for _ in 0..<3 { try await h.beat(id, token: token) }
             #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
@@ -162,9 +161,7 @@ import Testing
     @Test func aFlushedRedisIsReseededFromPostgreSQL() async throws {
         let h = try await MonitorHarness.start()
         try await h.withMonitor { client in
-            let created = try await Self.call(client, .post, "/api/v1/devices", #"{"name":"kiosk"}"#)
-            let id = try #require((created.json["id"] as? String).flatMap { DeviceID($0) })
-            let token = try #require(created.json["token"] as? String)
+            let (id, token) = try await Self.register(client, name: "kiosk")
             let playlist = DeviceID.random()
             _ = try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"\#(playlist)"}"#)
             try await h.redis.execute(["FLUSHALL"])
