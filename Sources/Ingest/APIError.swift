@@ -26,6 +26,20 @@ extension APIError {
                         message: "heartbeats are accepted at most once per interval; retry after \(seconds) s", retryAfterSeconds: seconds)
     }
 
-    static let storeUnavailable = APIError(status: .serviceUnavailable, code: "unavailable",
-                                           message: "heartbeat storage is unavailable; retry shortly", retryAfterSeconds: 1)
+    /// `503`: Redis cannot be reached. `Retry-After` is 1 to 5 s at random, so a fleet that lost its
+    /// gateway together does not come back in lockstep.
+    static var storeUnavailable: APIError {
+        APIError(status: .serviceUnavailable, code: "unavailable",
+                 message: "heartbeat storage is unavailable; retry shortly", retryAfterSeconds: jitteredRetryAfter())
+    }
+
+    /// `503`: Redis lost its data and the registry is being re-seeded from PostgreSQL; the device is
+    /// probably registered and must retry (not take this as deregistration).
+    static var registryNotLoaded: APIError {
+        APIError(status: .serviceUnavailable, code: "registry_loading",
+                 message: "the device registry is being reloaded; retry shortly", retryAfterSeconds: jitteredRetryAfter())
+    }
+
+    /// 1 to 5 seconds, uniformly.
+    static func jitteredRetryAfter() -> Int { Int.random(in: 1...5) }
 }

@@ -66,6 +66,7 @@ struct HeartbeatController<Context: RequestContext> {
         }
         switch outcome {
         case .unknownDevice: throw APIError.unknownDevice
+        case .registryNotLoaded: throw APIError.registryNotLoaded
         case .wrongToken: throw APIError.wrongToken
         case .tooFrequent(let retryAfter): throw APIError.tooFrequent(retryAfter: retryAfter)
         case .recorded(let serverTime, let assignedPlaylist, let commands):

@@ -5,6 +5,9 @@ enum HeartbeatOutcome: Sendable, Equatable {
     /// Recorded at `serverTime`; the device's assigned playlist (if any) and its pending commands (JSON objects).
     case recorded(serverTime: UTCTimestamp, assignedPlaylist: String?, commands: [String])
     case unknownDevice
+    /// The device is not in Redis, and Redis has lost the registry (the monitor is re-seeding it):
+    /// it may be registered, so the device is told to retry rather than that it is unknown.
+    case registryNotLoaded
     case wrongToken
     case tooFrequent(retryAfter: Duration)
 }

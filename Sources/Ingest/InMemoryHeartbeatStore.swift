@@ -7,7 +7,8 @@ final class InMemoryHeartbeatStore: HeartbeatStore {
     struct Device {
         var tokenHash: String
         var playlist: String?
-        var commands: [(expiresAt: UTCTimestamp, json: String)] = []
+        /// Pending commands: sent with every reply until acknowledged (by `id`) or expired.
+        var commands: [(id: String, expiresAt: UTCTimestamp, json: String)] = []
         var lastHeartbeat: UTCTimestamp?
         var latest: HeartbeatPayload?
     }
@@ -25,8 +26,8 @@ final class InMemoryHeartbeatStore: HeartbeatStore {
         devices.withLock { $0[id] = Device(tokenHash: tokenHash, playlist: playlist) }
     }
 
-    func enqueue(command json: String, expiresAt: UTCTimestamp, for id: DeviceID) {
-        devices.withLock { $0[id]?.commands.append((expiresAt, json)) }
+    func enqueue(command id: String, json: String, expiresAt: UTCTimestamp, for device: DeviceID) {
+        devices.withLock { $0[device]?.commands.append((id, expiresAt, json)) }
     }
 
     func device(_ id: DeviceID) -> Device? {
@@ -45,8 +46,9 @@ final class InMemoryHeartbeatStore: HeartbeatStore {
             }
             device.lastHeartbeat = now
             device.latest = heartbeat
-            let commands = device.commands.filter { $0.expiresAt > now }.map(\.json)
-            device.commands = []
+            let acked = Set(heartbeat.ackedCommands)
+            device.commands.removeAll { $0.expiresAt <= now || acked.contains($0.id) }
+            let commands = device.commands.map(\.json)
             devices[heartbeat.deviceID] = device
             return .recorded(serverTime: now, assignedPlaylist: device.playlist, commands: commands)
         }

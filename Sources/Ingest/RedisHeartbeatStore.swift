@@ -15,10 +15,12 @@ struct RedisHeartbeatStore: HeartbeatStore {
             keys: [
                 keys.online(bucket: bucket), keys.device(id), keys.commands(id),
                 keys.transitions(bucket: bucket), keys.history(bucket: bucket),
+                keys.registryMarker(bucket: bucket), keys.commandLog(id),
             ],
             arguments: [
                 id.string, tokenHash, heartbeat.storedForm,
                 String(Int64(minimumInterval / .milliseconds(1))), String(historyStreamCap),
+                heartbeat.ackedCommands.joined(separator: " "),
             ]
         )
         return try Self.outcome(of: reply)
@@ -37,6 +39,7 @@ struct RedisHeartbeatStore: HeartbeatStore {
         else { throw RedisError.unexpectedReply("heartbeat script returned \(reply)") }
         switch status {
         case .unknownDevice: return .unknownDevice
+        case .registryNotLoaded: return .registryNotLoaded
         case .wrongToken: return .wrongToken
         case .tooFrequent:
             guard items.count == 4, let waitMs = items[3].integer else {

@@ -20,7 +20,7 @@ extension HeartbeatPayload {
     /// A member as found in the body, before validation: type errors are reported only once the
     /// whole body is known to be JSON, so a malformed body is always reported as malformed.
     private enum Found {
-        case absent, string(String), storage(total: FoundNumber, used: FoundNumber), wrongType
+        case absent, string(String), storage(total: FoundNumber, used: FoundNumber), strings([String]), wrongType
     }
 
     /// A member of `storage_status` as found in the body.
@@ -49,7 +49,7 @@ extension HeartbeatPayload {
                 return .failure(.init(field: nil, message: "body must be a JSON object"))
             }
             var id = Found.absent, time = Found.absent, playlist = Found.absent
-            var storage = Found.absent, network = Found.absent, version = Found.absent
+            var storage = Found.absent, network = Found.absent, version = Found.absent, acked = Found.absent
             try scanner.readObject { (key, scanner) throws(JSONScanner.Malformed) in
                 switch key {
                 case "device_id": id = try readString(&scanner)
@@ -58,12 +58,15 @@ extension HeartbeatPayload {
                 case "network_status": network = try readString(&scanner)
                 case "player_version": version = try readString(&scanner)
                 case "storage_status": storage = try readStorage(&scanner)
+                case "acked_commands": acked = try readStrings(&scanner)
                 default: try scanner.skipValue(depth: 1)
                 }
             }
             try scanner.expectEnd()
             return Result { () throws(PayloadValidationError) in
-                try validate(id: id, time: time, playlist: playlist, storage: storage, network: network, version: version)
+                var payload = try validate(id: id, time: time, playlist: playlist, storage: storage, network: network, version: version)
+                payload.ackedCommands = try commandIDs(acked)
+                return payload
             }
         } catch {
             return .failure(.malformedBody)
@@ -76,6 +79,44 @@ extension HeartbeatPayload {
         case .string: return .string(try scanner.readString())
         case .null: _ = try scanner.readNull(); return .absent
         default: try scanner.skipValue(depth: 1); return .wrongType
+        }
+    }
+
+    private static func readStrings(_ scanner: inout JSONScanner) throws(JSONScanner.Malformed) -> Found {
+        switch try scanner.peekKind() {
+        case .array:
+            var values: [String] = []
+            var wrongType = false
+            try scanner.readArray(depth: 1) { (scanner) throws(JSONScanner.Malformed) in
+                if try scanner.peekKind() == .string { values.append(try scanner.readString()) } else {
+                    wrongType = true
+                    try scanner.skipValue(depth: 2)
+                }
+            }
+            return wrongType ? .wrongType : .strings(values)
+        case .null: _ = try scanner.readNull(); return .absent
+        default: try scanner.skipValue(depth: 1); return .wrongType
+        }
+    }
+
+    /// `acked_commands`: up to 100 command ids of letters, digits, `-` and `_`.
+    private static func commandIDs(_ found: Found) throws(PayloadValidationError) -> [String] {
+        switch found {
+        case .absent: return []
+        case .strings(let ids):
+            guard ids.count <= Limits.ackedCommands else {
+                throw .init(field: "acked_commands", message: "must list at most \(Limits.ackedCommands) command ids")
+            }
+            for id in ids {
+                let bytes = id.utf8
+                guard !bytes.isEmpty, bytes.count <= Limits.commandIDLength,
+                    bytes.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0 & 0xDF) })
+                else {
+                    throw .init(field: "acked_commands", message: "must hold command ids as received: 1 to \(Limits.commandIDLength) letters, digits, '-' or '_'")
+                }
+            }
+            return ids
+        default: throw .init(field: "acked_commands", message: "must be an array of command id strings")
         }
     }
 

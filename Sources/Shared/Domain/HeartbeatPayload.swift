@@ -25,10 +25,14 @@ public struct HeartbeatPayload: Sendable, Equatable {
     public var storage: StorageStatus?
     public var networkStatus: String?
     public var playerVersion: String?
+    /// Ids of commands the device has received and acts on (`acked_commands`); they are no longer
+    /// sent. Not part of the stored payload.
+    public var ackedCommands: [String]
 
     public init(
         deviceID: DeviceID, deviceTime: UTCTimestamp, currentPlaylist: String? = nil,
-        storage: StorageStatus? = nil, networkStatus: String? = nil, playerVersion: String? = nil
+        storage: StorageStatus? = nil, networkStatus: String? = nil, playerVersion: String? = nil,
+        ackedCommands: [String] = []
     ) {
         self.deviceID = deviceID
         self.deviceTime = deviceTime
@@ -36,6 +40,7 @@ public struct HeartbeatPayload: Sendable, Equatable {
         self.storage = storage
         self.networkStatus = networkStatus
         self.playerVersion = playerVersion
+        self.ackedCommands = ackedCommands
     }
 
     /// Limits applied by validation.
@@ -43,6 +48,10 @@ public struct HeartbeatPayload: Sendable, Equatable {
         public static let playlistLength = 128
         public static let networkStatusLength = 64
         public static let playerVersionLength = 64
+        /// Most command ids one heartbeat may acknowledge (the queue holds at most 100).
+        public static let ackedCommands = 100
+        /// Longest command id accepted in `acked_commands`.
+        public static let commandIDLength = 64
         /// Largest storage figure accepted, in GB (an exabyte).
         public static let storageGB = 1e9
         /// Device clocks outside these are not dates (they could not be stored or formatted).

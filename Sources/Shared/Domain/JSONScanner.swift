@@ -126,13 +126,17 @@ struct JSONScanner {
         case .null: try literal("null")
         case .bool: try literal(bytes[index] == UInt8(ascii: "t") ? "true" : "false")
         case .object: try readObject(depth: depth) { (_, scanner) throws(Malformed) in try scanner.skipValue(depth: depth + 1) }
-        case .array:
-            guard depth < Self.maximumDepth else { throw Malformed() }
-            try expect(UInt8(ascii: "["))
-            if try consume(UInt8(ascii: "]")) { return }
-            repeat { try skipValue(depth: depth + 1) } while try consume(UInt8(ascii: ","))
-            try expect(UInt8(ascii: "]"))
+        case .array: try readArray(depth: depth) { (scanner) throws(Malformed) in try scanner.skipValue(depth: depth + 1) }
         }
+    }
+
+    /// Reads the elements of an array, calling `element` for each; `element` must consume the value.
+    mutating func readArray(depth: Int = 0, _ element: (inout JSONScanner) throws(Malformed) -> Void) throws(Malformed) {
+        guard depth < Self.maximumDepth else { throw Malformed() }
+        try expect(UInt8(ascii: "["))
+        if try consume(UInt8(ascii: "]")) { return }
+        repeat { try element(&self) } while try consume(UInt8(ascii: ","))
+        try expect(UInt8(ascii: "]"))
     }
 
     /// Requires that only whitespace is left.

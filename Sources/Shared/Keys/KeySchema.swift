@@ -33,8 +33,18 @@ public struct KeySchema: Sendable, Equatable {
 
     /// Hash with the device's token hash, assigned playlist and latest payload.
     public func device(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:dev:\(id.string)" }
-    /// List of pending commands, each `"<expiry ms>|<command JSON>"`.
+    /// List of pending commands, each `"<expiry ms>|<command JSON>"`; an entry leaves it when the
+    /// device acknowledges it or it expires.
     public func commands(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:cmds:\(id.string)" }
+    /// Hash of each command's delivery state, field = command id (see ``CommandState``).
+    public func commandLog(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:cmdlog:\(id.string)" }
+
+    /// Present while the bucket's share of the registry is loaded. Redis is a cache of PostgreSQL's
+    /// registry: when this key is missing (data lost), an unknown device may be a known one not
+    /// re-seeded yet, so the gateway answers `503` instead of `404` and the monitor re-seeds.
+    public func registryMarker(bucket: Int) -> String { "hb:{\(bucket)}:seeded" }
+    /// The bucket count the deployment was started with; gateways and monitors refuse another.
+    public static let bucketCountKey = "hb:config:buckets"
 
     /// Field names of the device hash.
     public enum DeviceField {

@@ -31,13 +31,76 @@ public struct DeviceRegistryCache: Sendable {
         try await redis.execute(["HSET", keys.device(device), KeySchema.DeviceField.playlist, playlist])
     }
 
-    /// Queues a command (already serialized as JSON) for the device's next heartbeat.
+    /// How long a command's state stays visible after it expires.
+    public static let commandLogRetentionMs: Int64 = 7 * 86_400_000
+
+    /// Queues a command for the device's heartbeats until it is acknowledged or expires.
+    /// - Parameters:
+    ///   - id: the command id; `json` must start with `{"id":"<id>"` (the script reads it there).
+    ///   - json: the command as sent to the device.
     /// - Returns: false when the device already has `limit` commands waiting (nothing queued).
     @discardableResult
-    public func enqueueCommand(json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int = 100) async throws -> Bool {
-        let reply = try await redis.run(Self.boundedPush, keys: [keys.commands(device)],
-                                        arguments: [String(limit), "\(expiresAt.millisecondsSinceEpoch)|\(json)"])
+    public func enqueueCommand(id: String, type: String, json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int = 100) async throws -> Bool {
+        let expires = expiresAt.millisecondsSinceEpoch
+        let reply = try await redis.run(Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device)], arguments: [
+            String(limit), "\(expires)|\(json)", id, CommandState.queuedValue(expiresAtMs: expires, type: type),
+            String(expires + Self.commandLogRetentionMs),
+        ])
         return (reply.integer ?? -1) >= 0
+    }
+
+    /// Every command the log still holds for the device, oldest expiry first.
+    public func commands(of device: DeviceID, nowMs: Int64) async throws -> [CommandState] {
+        let flat = try await redis.execute(["HGETALL", keys.commandLog(device)]).array ?? []
+        var states: [CommandState] = []
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            guard let id = flat[index].string, let value = flat[index + 1].string,
+                let state = CommandState(id: id, logValue: value, nowMs: nowMs)
+            else { continue }
+            states.append(state)
+        }
+        return states.sorted { ($0.expiresAtMs, $0.id) < ($1.expiresAtMs, $1.id) }
+    }
+
+    /// The last accepted heartbeat of each device (ms of Redis time), for those Redis has one.
+    public func lastHeartbeats(of devices: [DeviceID]) async throws -> [DeviceID: Int64] {
+        try await withThrowingTaskGroup(of: (DeviceID, Int64?).self) { group in
+            for device in devices {
+                group.addTask {
+                    (device, try await redis.execute(["HGET", keys.device(device), KeySchema.DeviceField.lastHeartbeat]).integer)
+                }
+            }
+            var times: [DeviceID: Int64] = [:]
+            for try await (device, time) in group { times[device] = time }
+            return times
+        }
+    }
+
+    /// Sets the registry markers of `buckets` (their share of the registry is loaded).
+    public func markLoaded(buckets: some Sequence<Int>) async throws {
+        for bucket in buckets { try await redis.execute(["SET", keys.registryMarker(bucket: bucket), "1"]) }
+    }
+
+    /// Buckets whose registry marker is missing (Redis lost that part of its data).
+    public func unloadedBuckets() async throws -> [Int] {
+        try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for bucket in keys.allBuckets {
+                group.addTask { (bucket, try await redis.execute(["EXISTS", keys.registryMarker(bucket: bucket)]) == .integer(0)) }
+            }
+            var missing: [Int] = []
+            for try await (bucket, isMissing) in group where isMissing { missing.append(bucket) }
+            return missing.sorted()
+        }
+    }
+
+    /// Records `BUCKETS` on first start and refuses a process configured with another count:
+    /// devices would hash to other buckets, and half the fleet would look unknown or stay online forever.
+    public func checkBucketCount() async throws {
+        // SET NX, then GET: `SET … NX GET` needs Redis 7
+        guard try await redis.execute(["SET", KeySchema.bucketCountKey, String(keys.buckets), "NX"]) == .null else { return }
+        if let value = try await redis.execute(["GET", KeySchema.bucketCountKey]).string, value != String(keys.buckets) {
+            throw BucketCountMismatch(configured: keys.buckets, recorded: value)
+        }
     }
 
     /// The latest heartbeat as stored in the device hash, and when Redis received it.
@@ -50,9 +113,31 @@ public struct DeviceRegistryCache: Sendable {
                 values[1].integer.map(UTCTimestamp.init(millisecondsSinceEpoch:)))
     }
 
-    /// RPUSH unless the list already holds ARGV[1] entries; returns the new length, or -1 when full.
+    /// KEYS: command list, command log. ARGV: limit, entry, command id, log value, log expiry (ms).
+    /// RPUSH unless the list already holds ARGV[1] entries, and log the command as queued; returns
+    /// the new length, or -1 when full.
     public static let boundedPush = RedisScript(name: "bounded-push", source: #"""
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
 return redis.call('RPUSH', KEYS[1], ARGV[2])
 """#)
+}
+
+/// `BUCKETS` differs from the count the deployment's Redis was started with.
+public struct BucketCountMismatch: Error, CustomStringConvertible {
+    public let configured: Int
+    public let recorded: String
+
+    public init(configured: Int, recorded: String) {
+        self.configured = configured
+        self.recorded = recorded
+    }
+
+    public var description: String {
+        "BUCKETS=\(configured), but this Redis holds a deployment started with BUCKETS=\(recorded) (\(KeySchema.bucketCountKey)); "
+            + "every gateway and monitor must use the same count: set BUCKETS=\(recorded)"
+    }
 }

@@ -1,33 +1,45 @@
 /// The one script a heartbeat costs.
 ///
-/// KEYS: online set, device hash, command list, transitions stream, history stream (one bucket).
+/// KEYS: online set, device hash, command list, transitions stream, history stream, registry
+/// marker, command log (one bucket).
 /// ARGV: device id, token SHA-256 (64 hex), payload (``HeartbeatPayload/storedForm``), minimum
-/// interval (ms, 0 = none), history stream cap.
+/// interval (ms, 0 = none), history stream cap, acknowledged command ids (space-separated, may be
+/// empty).
 ///
 /// The hash keeps the first 32 hex digits (128 bits) of the token's SHA-256; a hash written by an
 /// earlier version with all 64 (and a separate `device_time` field) is compared in full and
 /// rewritten in the current form on its next accepted heartbeat.
 ///
 /// Reply: `{0, time_s, time_us, assigned_playlist, command…}` when recorded;
-/// `{1}` unknown device; `{2}` wrong token; `{3, time_s, time_us, retry_after_ms}` too frequent.
+/// `{1}` unknown device; `{2}` wrong token; `{3, time_s, time_us, retry_after_ms}` too frequent;
+/// `{4}` device not found while the bucket's registry marker is missing (Redis lost its data and
+/// the monitor has not re-seeded it yet: the device may well be registered).
 ///
 /// Liveness uses Redis `TIME` only; the 429 check compares it with the hash's `last_heartbeat`.
 /// A device absent from the online set (`ZADD` adds it) gets an `online` transition appended in
 /// the same atomic step that re-adds it, so the offline scanner (which
 /// removes members and appends `offline` atomically) and heartbeats can never lose a transition.
-/// Commands are `"<expiry ms>|<json>"`; all are popped, expired ones are dropped.
+///
+/// Commands are `"<expiry ms>|<json>"` with the command id first in the JSON. Delivery is at least
+/// once: every unexpired, unacknowledged command is in every reply; an acknowledged or expired one
+/// leaves the list. The command log (``CommandState``) counts deliveries. The list is only read
+/// past `LRANGE` when it holds something, so a device without commands pays one empty read.
 public enum HeartbeatScript {
     public enum Status: Int64, Sendable {
         case recorded = 0
         case unknownDevice = 1
         case wrongToken = 2
         case tooFrequent = 3
+        case registryNotLoaded = 4
     }
 
     public static let script = RedisScript(name: "heartbeat", source: #"""
 local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist', 'last_heartbeat')
 local stored = dev[1]
-if not stored then return {1} end
+if not stored then
+  if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {4} end
+  return {1}
+end
 if #stored < 32 or string.sub(ARGV[2], 1, #stored) ~= stored then return {2} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,12 +63,33 @@ end
 local reply = {0, t[1], t[2], dev[2] or ''}
 local pending = redis.call('LRANGE', KEYS[3], 0, -1)
 if #pending > 0 then
-  redis.call('DEL', KEYS[3])
+  local acked = {}
+  for id in string.gmatch(ARGV[6] or '', '%S+') do acked[id] = true end
+  local keep = {}
   for _, entry in ipairs(pending) do
     local bar = string.find(entry, '|', 1, true)
-    if bar and (tonumber(string.sub(entry, 1, bar - 1)) or 0) > now then
-      reply[#reply + 1] = string.sub(entry, bar + 1)
+    local expiry = bar and tonumber(string.sub(entry, 1, bar - 1)) or 0
+    local json = bar and string.sub(entry, bar + 1) or ''
+    local id = string.match(json, '^{"id":"([^"]+)"') or ''
+    local log = KEYS[7] and id ~= '' and redis.call('HGET', KEYS[7], id)
+    local state, count, last, rest = 'queued', 0, 0, ''
+    if log then
+      local s, n, l, r = string.match(log, '^(%a+)|(%d+)|(%d+)|%d+|(.*)$')
+      if s then state, count, last, rest = s, tonumber(n), tonumber(l), r end
     end
+    if expiry <= now then
+      if log then redis.call('HSET', KEYS[7], id, 'expired|' .. count .. '|' .. last .. '|' .. nowText .. '|' .. rest) end
+    elseif acked[id] then
+      if log then redis.call('HSET', KEYS[7], id, 'acknowledged|' .. count .. '|' .. last .. '|' .. nowText .. '|' .. rest) end
+    else
+      keep[#keep + 1] = entry
+      reply[#reply + 1] = json
+      if log then redis.call('HSET', KEYS[7], id, 'delivered|' .. (count + 1) .. '|' .. nowText .. '|0|' .. rest) end
+    end
+  end
+  if #keep < #pending then
+    redis.call('DEL', KEYS[3])
+    if #keep > 0 then redis.call('RPUSH', KEYS[3], unpack(keep)) end
   end
 end
 return reply
