@@ -13,7 +13,12 @@ struct App {
         let configuration = ProcessStartup.configuration("heartbeat-ingest") { reader throws(ConfigurationError) in try IngestConfiguration(reader: reader) }
         let logger = ProcessStartup.logger("heartbeat-ingest", level: configuration.logLevel)
         let app = buildApplication(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            ProcessStartup.stopOnDeploymentMismatch("heartbeat-ingest", error)
+            throw error
+        }
     }
 
     static let usage = """
@@ -27,6 +32,8 @@ struct App {
           BUCKETS                              Redis key buckets, fixed per deployment (default 16)
           HEARTBEAT_MIN_INTERVAL_SECONDS       closer heartbeats get 429 (default 1, 0 = off)
           HISTORY_STREAM_MAX_LENGTH            cap of each bucket's history stream (default 1000000)
+          HTTP_IDLE_TIMEOUT_SECONDS            idle or half-sent connections closed after (default 30)
+          HTTP_MAX_CONNECTIONS                 open connections accepted at once (default: fd limit - 128, ≤ 10000)
           LOG_LEVEL                            trace … critical (default info)
         """
 }

@@ -14,12 +14,18 @@ func buildApplication(
     let router = buildRouter(store: store, metricsRegistry: metricsRegistry, maxBodyBytes: configuration.maxBodyBytes)
     var app = Application(
         router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heartbeat-ingest"),
+        server: configuration.http.server,
+        configuration: configuration.http.configuration(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "heartbeat-ingest", logger: logger),
         services: [redis],
         logger: logger)
     app.beforeServerStarts {
         do {
             try await redis.load([HeartbeatScript.script])
+            try await DeviceRegistryCache(redis: redis, keys: configuration.keys).checkBucketCount()
+        } catch let mismatch as BucketCountMismatch {
+            logger.critical("refusing to start", metadata: ["error": "\(mismatch)"])
+            throw mismatch
         } catch {
             // Not fatal: the gateway answers 503 until Redis is back, and scripts load on first use.
             logger.warning("could not preload scripts; Redis unreachable?", metadata: ["error": "\(error)"])
@@ -37,5 +43,6 @@ func buildRouter(
     router.add(middleware: metrics)
     HeartbeatController(store: store, maxBodyBytes: maxBodyBytes, metrics: IngestMetrics()).addRoutes(to: router)
     HealthController(store: store, metricsRegistry: metricsRegistry, requestMetrics: metrics).addRoutes(to: router)
+    router.addMethodNotAllowed()
     return router
 }

@@ -14,6 +14,8 @@ struct IngestConfiguration: Sendable {
     var historyStreamCap: Int
     /// Largest heartbeat body accepted.
     var maxBodyBytes: Int
+    /// Idle timeout and connection cap of the device-facing port.
+    var http: HTTPServerLimits
     var logLevel: Logger.Level
 
     init(reader: ConfigReader) throws(ConfigurationError) {
@@ -24,6 +26,7 @@ struct IngestConfiguration: Sendable {
         minimumHeartbeatInterval = try reader.seconds("heartbeat.min.interval.seconds", default: 1, allowZero: true)
         historyStreamCap = try reader.integer("history.stream.max.length", default: 1_000_000, in: 1_000...1_000_000_000)
         maxBodyBytes = 16 * 1024
+        http = try reader.httpServerLimits()
         logLevel = try reader.logLevel()
     }
 }

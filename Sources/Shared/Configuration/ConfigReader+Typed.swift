@@ -70,13 +70,22 @@ extension ConfigReader {
     public func redisClientConfiguration() throws(ConfigurationError) -> RedisClient.Configuration {
         let url = text("redis.url", default: "redis://127.0.0.1:6379")
         guard let endpoint = RedisEndpoint(url: url) else {
-            throw ConfigurationError(variable: "REDIS_URL", value: url, reason: "expected redis://[[user]:password@]host[:port][/db]")
+            throw ConfigurationError(variable: "REDIS_URL", value: Self.redactingPassword(url), reason: "expected redis://[[user]:password@]host[:port][/db]")
         }
         return RedisClient.Configuration(
             endpoint: endpoint,
             timeout: try seconds("redis.timeout.seconds", default: 1),
             connections: try integer("redis.connections", default: 1, in: 1...64)
         )
+    }
+
+    /// `url` with the password of its `user:password@` part replaced by `***`, for messages.
+    /// Malformed URLs too: whatever stands between the first `:` of the credentials and the last `@`.
+    public static func redactingPassword(_ url: String) -> String {
+        guard let at = url.lastIndex(of: "@") else { return url }
+        let start = url.range(of: "://").map(\.upperBound) ?? url.startIndex
+        guard start < at, let colon = url[start..<at].firstIndex(of: ":") else { return url }
+        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
     }
 
     /// `BUCKETS`: the Redis key schema.

@@ -25,6 +25,14 @@ public enum ProcessStartup {
         }
     }
 
+    /// Stops the process with status 2 and the message when `error` is a deployment mismatch found
+    /// at start (another `BUCKETS` than the deployment's), like a bad setting; returns otherwise.
+    public static func stopOnDeploymentMismatch(_ program: String, _ error: any Error) {
+        guard let mismatch = error as? BucketCountMismatch else { return }
+        FileHandle.standardError.write(Data("\(program): \(mismatch)\n".utf8))
+        exit(2)
+    }
+
     /// A logger at the configured level.
     public static func logger(_ program: String, level: Logger.Level) -> Logger {
         var logger = Logger(label: program)

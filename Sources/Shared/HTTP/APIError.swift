@@ -9,17 +9,21 @@ public struct APIError: HTTPResponseError, Equatable, Sendable {
     public var message: String
     /// Seconds for a `Retry-After` header.
     public var retryAfterSeconds: Int?
+    /// Methods for an `Allow` header (with `405`).
+    public var allow: [String]?
 
-    public init(status: HTTPResponse.Status, code: String, message: String, retryAfterSeconds: Int? = nil) {
+    public init(status: HTTPResponse.Status, code: String, message: String, retryAfterSeconds: Int? = nil, allow: [String]? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.retryAfterSeconds = retryAfterSeconds
+        self.allow = allow
     }
 
     public var headers: HTTPFields {
         var fields: HTTPFields = [.contentType: "application/json"]
         if let retryAfterSeconds { fields[.retryAfter] = String(retryAfterSeconds) }
+        if let allow { fields[.allow] = allow.joined(separator: ", ") }
         return fields
     }
 
