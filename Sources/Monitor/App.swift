@@ -13,7 +13,12 @@ struct App {
         let configuration = ProcessStartup.configuration("heartbeat-monitor") { reader throws(ConfigurationError) in try MonitorConfiguration(reader: reader) }
         let logger = ProcessStartup.logger("heartbeat-monitor", level: configuration.logLevel)
         let app = try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            ProcessStartup.stopOnDeploymentMismatch("heartbeat-monitor", error)
+            throw error
+        }
     }
 
     static let usage = """
@@ -30,6 +35,13 @@ struct App {
           MASS_OFFLINE_FRACTION, MASS_OFFLINE_MIN_DEVICES, MASS_OFFLINE_HOLD_SECONDS
                                              storm guard (defaults 0.5, 50, 900)
           MONITOR_INSTANCE_ID                consumer name (default host-pid)
+          RECONCILE_INTERVAL_SECONDS         PostgreSQL/Redis online reconciliation period (default 300)
+          LEADER_REDIS_TIMEOUT_SECONDS       a leader without Redis this long gives up the lock (default 10)
+          OUTBOX_RETENTION_HOURS             published outbox rows kept (default 168)
+          EVENTS_RETENTION_DAYS              status events kept (default 90)
+          HISTORY_RETENTION_DAYS             heartbeat history kept (default 30)
+          HTTP_IDLE_TIMEOUT_SECONDS          ops API idle connections closed after (default 30)
+          HTTP_MAX_CONNECTIONS               ops API open connections (default: fd limit - 128, ≤ 10000)
           LOG_LEVEL                          trace … critical (default info)
         """
 }

@@ -12,8 +12,9 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     let leadership = Leadership()
     let metrics = MonitorMetrics()
     let checkInterval = min(configuration.scanInterval / 2, .seconds(1))
-    let elector = LeaderElector(postgresURL: configuration.postgresURL, instanceID: configuration.instanceID,
-                                leadership: leadership, checkInterval: checkInterval, metrics: metrics, logger: logger)
+    let elector = LeaderElector(postgresURL: configuration.postgresURL, redis: redis, instanceID: configuration.instanceID,
+                                leadership: leadership, checkInterval: checkInterval, redisTimeout: configuration.leaderRedisTimeout,
+                                metrics: metrics, logger: logger)
     let scanner = OfflineScanner(redis: redis, keys: configuration.keys, leadership: leadership,
                                  offlineAfter: configuration.offlineAfter, scanInterval: configuration.scanInterval,
                                  batchSize: configuration.scanBatchSize, storm: configuration.storm, metrics: metrics, logger: logger)
@@ -21,24 +22,37 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
                                     offlineAfter: configuration.offlineAfter, batchSize: configuration.applyBatchSize,
                                     pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
     let relay = OutboxRelay(postgresURL: configuration.postgresURL, brokers: configuration.kafkaBrokers, leadership: leadership,
-                            batchSize: 500, pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
+                            batchSize: configuration.outboxBatchSize, pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
     let db = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-api")
     let registry = DeviceRegistryCache(redis: redis, keys: configuration.keys)
     let history = HistoryWriter(redis: redis, keys: configuration.keys, leadership: leadership, db: db, consumer: configuration.instanceID,
-                                retentionDays: configuration.historyRetentionDays, batchSize: 5000,
+                                retentionDays: configuration.historyRetentionDays, retention: configuration.retention, batchSize: 5000,
                                 pollInterval: configuration.pollInterval, logger: logger)
-    let seeder = RegistrySeeder(db: db, registry: registry, leadership: leadership, interval: configuration.scanInterval, logger: logger)
+    // checked often: while a bucket's registry is missing its devices get 503 from the gateway
+    let seeder = RegistrySeeder(db: db, registry: registry, leadership: leadership,
+                                checkInterval: min(configuration.scanInterval, .milliseconds(250)), metrics: metrics, logger: logger)
+    let reconciler = Reconciler(db: db, redis: redis, keys: configuration.keys, leadership: leadership,
+                                interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
     let router = buildAdminRouter(
         admin: AdminController(redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
                                scanner: scanner, metricsRegistry: metricsRegistry, adminToken: configuration.adminToken),
         devices: DevicesController(db: db, registry: registry))
     var app = Application(
         router: router,
-        configuration: .init(address: .hostname(configuration.adminHost, port: configuration.adminPort), serverName: "heartbeat-monitor"),
-        services: [redis, elector, seeder, scanner, applier, history, relay],
+        server: configuration.http.server,
+        configuration: configuration.http.configuration(
+            address: .hostname(configuration.adminHost, port: configuration.adminPort), serverName: "heartbeat-monitor", logger: logger),
+        services: [redis, elector, seeder, reconciler, scanner, applier, history, relay],
         logger: logger)
     app.beforeServerStarts {
-        do { try await redis.load([OfflineScanScript.count, OfflineScanScript.apply, DeviceRegistryCache.boundedPush]) } catch {
+        do {
+            try await redis.load([OfflineScanScript.count, OfflineScanScript.apply, DeviceRegistryCache.boundedPush,
+                                  ReconcileScript.restore, ReconcileScript.undo])
+            try await registry.checkBucketCount()
+        } catch let mismatch as BucketCountMismatch {
+            logger.critical("refusing to start", metadata: ["error": "\(mismatch)"])
+            throw mismatch
+        } catch {
             logger.warning("could not preload scripts; Redis unreachable?", metadata: ["error": "\(error)"])
         }
     }
@@ -68,5 +82,6 @@ func buildAdminRouter(admin: AdminController<BasicRequestContext>, devices: Devi
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: admin.requestMetrics)
     devices.addRoutes(to: admin.addRoutes(to: router))
+    router.addMethodNotAllowed()
     return router
 }

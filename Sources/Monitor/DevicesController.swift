@@ -46,6 +46,10 @@ struct DevicesController<Context: RequestContext> {
         guard let name = body.name?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name.count <= 200 else {
             throw APIError.invalidBody("name is required: 1 to 200 characters")
         }
+        // PostgreSQL text cannot hold NUL (libpq would cut the name there); no control characters at all
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw APIError.invalidBody("name must not contain control characters")
+        }
         let token = DeviceToken.generate()
         let hash = DeviceToken.hash(token)
         do {
@@ -117,7 +121,9 @@ struct DevicesController<Context: RequestContext> {
         json.add("type", string: body.type)
         json.add("payload", raw: payload.jsonText)
         json.add("expires_at", string: expiresAt.iso8601)
-        let queued = try await store { try await registry.enqueueCommand(json: json.text, expiresAt: expiresAt, for: id, limit: commandQueueLimit) }
+        let queued = try await store {
+            try await registry.enqueueCommand(id: commandID, type: body.type, json: json.text, expiresAt: expiresAt, for: id, limit: commandQueueLimit)
+        }
         guard queued else {
             throw APIError(status: .conflict, code: "command_queue_full",
                              message: "the device already has \(commandQueueLimit) commands waiting for its next heartbeat")
@@ -148,7 +154,15 @@ struct DevicesController<Context: RequestContext> {
                 ORDER BY id LIMIT $3
                 """, [status, after, String(limit + 1)])
         }
-        let page = rows.rows.prefix(limit).map { Self.summary(rows.columns, $0) }
+        var page = rows.rows.prefix(limit).map { Self.summary(rows.columns, $0) }
+        // the newest heartbeat is Redis's (PostgreSQL follows it a batch behind)
+        let ids = page.compactMap { ($0["id"] as? String).flatMap { DeviceID($0) } }
+        if let recent = try? await registry.lastHeartbeats(of: ids) {
+            for index in page.indices {
+                guard let id = (page[index]["id"] as? String).flatMap({ DeviceID($0) }), let ms = recent[id] else { continue }
+                page[index]["last_heartbeat"] = Self.newer(page[index]["last_heartbeat"], ms)
+            }
+        }
         let next = rows.rows.count > limit ? (page.last?["id"] as? String).map { Data($0.utf8).base64EncodedString() } : nil
         return try JSONBody.response(["devices": Array(page), "next_cursor": orNull(next)])
     }
@@ -159,14 +173,29 @@ struct DevicesController<Context: RequestContext> {
         guard let row = rows.rows.first else { throw APIError.unknownDevice }
         var device = Self.summary(rows.columns, row)
         var latest: [String: Any] = ["payload": NSNull(), "device_time": NSNull(), "clock_offset_ms": NSNull()]
-        if let stored = try? await registry.latest(id), let payload = stored.payload {
-            if let object = try? JSONSerialization.jsonObject(with: Data(payload.storedJSON.utf8)) { latest["payload"] = object }
-            latest["device_time"] = payload.deviceTime.iso8601
+        if let stored = try? await registry.latest(id) {
             if let received = stored.receivedAt {
-                latest["clock_offset_ms"] = received.millisecondsSinceEpoch - payload.deviceTime.millisecondsSinceEpoch
+                device["last_heartbeat"] = Self.newer(device["last_heartbeat"], received.millisecondsSinceEpoch)
+            }
+            if let payload = stored.payload {
+                if let object = try? JSONSerialization.jsonObject(with: Data(payload.storedJSON.utf8)) { latest["payload"] = object }
+                latest["device_time"] = payload.deviceTime.iso8601
+                if let received = stored.receivedAt {
+                    latest["clock_offset_ms"] = received.millisecondsSinceEpoch - payload.deviceTime.millisecondsSinceEpoch
+                }
             }
         }
         device["latest"] = latest
+        let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+        let commands = (try? await registry.commands(of: id, nowMs: nowMs)) ?? []
+        device["commands"] = commands.map { command -> [String: Any] in
+            [
+                "id": command.id, "type": command.type, "state": command.state.rawValue, "deliveries": command.deliveries,
+                "last_delivered_at": orNull(command.lastDeliveredAtMs.map { UTCTimestamp(millisecondsSinceEpoch: $0).iso8601 }),
+                "acknowledged_at": orNull(command.state == .acknowledged ? command.settledAtMs.map { UTCTimestamp(millisecondsSinceEpoch: $0).iso8601 } : nil),
+                "expires_at": UTCTimestamp(millisecondsSinceEpoch: command.expiresAtMs).iso8601,
+            ]
+        }
         return try JSONBody.response(device)
     }
 
@@ -179,9 +208,9 @@ struct DevicesController<Context: RequestContext> {
         try await requireDevice(id)
         let rows = try await store {
             try await db.query("""
-                SELECT iso(received_at), iso(device_time), payload::text FROM heartbeat_history
+                SELECT DISTINCT ON (received_at, entry_id) iso(received_at), iso(device_time), payload::text FROM heartbeat_history
                 WHERE device_id = $1 AND ($2::timestamptz IS NULL OR received_at >= $2) AND ($3::timestamptz IS NULL OR received_at <= $3)
-                ORDER BY received_at DESC LIMIT $4
+                ORDER BY received_at DESC, entry_id LIMIT $4
                 """, [id.string, from?.iso8601, to?.iso8601, String(limit)])
         }
         let items: [[String: Any]] = rows.rows.map { row in
@@ -215,7 +244,15 @@ struct DevicesController<Context: RequestContext> {
         let to = try Self.time(query.get("to"), name: "to") ?? now
         let from = try Self.time(query.get("from"), name: "from") ?? UTCTimestamp(millisecondsSinceEpoch: to.millisecondsSinceEpoch - 86_400_000)
         guard from < to else { throw APIError.invalidQuery("from must be before to") }
-        try await requireDevice(id)
+        // time before the device was registered is not downtime
+        let registered = try await store {
+            try await db.query("SELECT (extract(epoch FROM created_at) * 1000)::bigint FROM devices WHERE id = $1", [id.string])
+        }
+        guard let createdMs = registered.scalar.flatMap({ Int64($0) }) else { throw APIError.unknownDevice }
+        let since = max(from, UTCTimestamp(millisecondsSinceEpoch: createdMs))
+        guard since < to else {
+            return try JSONBody.response(["from": from.iso8601, "to": to.iso8601, "online_seconds": 0.0, "online_fraction": 0.0])
+        }
         let rows = try await store {
             try await db.query("""
                 (SELECT to_status, (extract(epoch FROM at) * 1000)::bigint FROM device_status_events
@@ -223,14 +260,14 @@ struct DevicesController<Context: RequestContext> {
                 UNION ALL
                 (SELECT to_status, (extract(epoch FROM at) * 1000)::bigint FROM device_status_events
                   WHERE device_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id)
-                """, [id.string, from.iso8601, to.iso8601])
+                """, [id.string, since.iso8601, to.iso8601])
         }
         let changes = rows.rows.compactMap { row -> UptimeCalculator.Change? in
             guard let status = row[0].flatMap(DeviceStatus.init(rawValue:)), let at = row[1].flatMap(Int64.init) else { return nil }
             return .init(status: status, atMs: at)
         }
-        let online = UptimeCalculator.onlineMilliseconds(changes: changes, fromMs: from.millisecondsSinceEpoch, toMs: to.millisecondsSinceEpoch)
-        let span = Double(to.millisecondsSinceEpoch - from.millisecondsSinceEpoch)
+        let online = UptimeCalculator.onlineMilliseconds(changes: changes, fromMs: since.millisecondsSinceEpoch, toMs: to.millisecondsSinceEpoch)
+        let span = Double(to.millisecondsSinceEpoch - since.millisecondsSinceEpoch)
         return try JSONBody.response([
             "from": from.iso8601, "to": to.iso8601, "online_seconds": Double(online) / 1000, "online_fraction": Double(online) / span,
         ])
@@ -263,8 +300,19 @@ struct DevicesController<Context: RequestContext> {
 
     static func time(_ raw: String?, name: String) throws -> UTCTimestamp? {
         guard let raw else { return nil }
-        guard let value = UTCTimestamp(iso8601: raw) else { throw APIError.invalidQuery("\(name) must be an ISO-8601 date-time, e.g. 2026-02-02T10:30:00Z") }
+        guard let value = UTCTimestamp(iso8601: raw),
+            value >= HeartbeatPayload.Limits.earliestDeviceTime, value <= HeartbeatPayload.Limits.latestDeviceTime
+        else {
+            throw APIError.invalidQuery("\(name) must be an ISO-8601 date-time from 1970 to 9999, e.g. 2026-02-02T10:30:00Z")
+        }
         return value
+    }
+
+    /// The later of an ISO-8601 time (or null) and a time in ms, as ISO-8601.
+    static func newer(_ iso: Any?, _ ms: Int64) -> String {
+        let other = (iso as? String).flatMap { UTCTimestamp(iso8601: $0) }
+        guard let other, other.millisecondsSinceEpoch > ms else { return UTCTimestamp(millisecondsSinceEpoch: ms).iso8601 }
+        return other.iso8601
     }
 
     static func summary(_ columns: [String], _ row: [String?]) -> [String: Any] {

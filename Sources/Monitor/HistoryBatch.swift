@@ -5,18 +5,24 @@ import Shared
 /// `COPY` skips what `INSERT … SELECT FROM unnest(…)` costs per row (array parsing, the executor's
 /// projection); the JSON column is written as the ops API serves it.
 struct HistoryBatch {
-    static let copySQL = "COPY heartbeat_history (device_id, received_at, payload, device_time) FROM STDIN"
+    static let copySQL = "COPY heartbeat_history (device_id, received_at, payload, device_time, entry_id) FROM STDIN"
 
-    /// The rows: device id, received at, payload JSON, device time; tab-separated, one per line.
+    /// The rows: device id, received at, payload JSON, device time, entry id; tab-separated, one per line.
     private(set) var data: [UInt8] = []
     /// Redis time (ms) of each row, for creating missing day partitions.
     private(set) var receivedAt: [Int64] = []
     /// Entries that are not a device id, a time and a stored payload.
     private(set) var unreadable = 0
+    /// The newest heartbeat (Redis ms) of each device in the batch.
+    private(set) var newestPerDevice: [DeviceID: Int64] = [:]
 
     var isEmpty: Bool { receivedAt.isEmpty }
 
-    init(entries: [StreamEntry]) {
+    /// The stream's bucket, for the rows' entry ids.
+    let bucket: Int
+
+    init(entries: [StreamEntry], bucket: Int) {
+        self.bucket = bucket
         data.reserveCapacity(entries.count * 300)
         receivedAt.reserveCapacity(entries.count)
         for entry in entries { append(entry) }
@@ -52,7 +58,12 @@ struct HistoryBatch {
         }
         data.append(UInt8(ascii: "\t"))
         data.append(contentsOf: UTCTimestamp(millisecondsSinceEpoch: deviceTime).iso8601.utf8)
+        data.append(UInt8(ascii: "\t"))
+        data.append(contentsOf: String(bucket).utf8)
+        data.append(UInt8(ascii: ":"))
+        data.append(contentsOf: entry.id.utf8)
         data.append(UInt8(ascii: "\n"))
         receivedAt.append(at)
+        if newestPerDevice[device].map({ $0 < at }) ?? true { newestPerDevice[device] = at }
     }
 }

@@ -20,6 +20,8 @@ struct HistoryWriter: Service {
     let db: PostgresPool
     let consumer: String
     let retentionDays: Int
+    /// Published outbox rows, status events and replay keys are purged with the partitions.
+    let retention: RetentionPolicy
     let batchSize: Int
     /// Buckets written concurrently (keep below the pool's size so the ops API keeps a connection).
     var parallelism = 3
@@ -32,13 +34,14 @@ struct HistoryWriter: Service {
     let shed = Counter(label: "monitor_history_stream_overflow_total")
     /// Entries that could not be read (not a device id, time and payload): skipped, never retried.
     let unreadable = Counter(label: "monitor_history_rows_unreadable_total")
+    let purged = Counter(label: "monitor_retention_purged_rows_total")
 
     func run() async throws {
         var groupsReady = false
         var lastMaintenance: ContinuousClock.Instant?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var worked = false
-            if leadership.isLeader {
+            if let lease = leadership.current {
                 do {
                     if lastMaintenance.map({ ContinuousClock.now - $0 > .seconds(3600) }) ?? true {
                         try await maintainPartitions()
@@ -48,7 +51,7 @@ struct HistoryWriter: Service {
                         try await stream.createGroup(on: keys.allBuckets.map { keys.history(bucket: $0) })
                         groupsReady = true
                     }
-                    if try await drainBuckets() > 0 { worked = true }
+                    if try await drainBuckets(lease) > 0 { worked = true }
                 } catch {
                     if StreamConsumer.isMissingGroup(error) { groupsReady = false }
                     logger.error("history writer failed", metadata: ["error": "\(error)"])
@@ -60,37 +63,45 @@ struct HistoryWriter: Service {
 
     /// Drains one batch of every bucket, `parallelism` buckets at a time (each on its own pool
     /// connection): one bucket at a time left the writer waiting on round trips at ~23k rows/s.
-    func drainBuckets() async throws -> Int {
+    func drainBuckets(_ lease: Leadership.Lease) async throws -> Int {
         try await withThrowingTaskGroup(of: Int.self) { group in
             var buckets = keys.allBuckets.makeIterator()
             for _ in 0..<parallelism {
                 guard let bucket = buckets.next() else { break }
-                group.addTask { try await drainOnce(bucket: bucket) }
+                group.addTask { try await drainOnce(bucket: bucket, lease: lease) }
             }
             var drained = 0
             while let count = try await group.next() {
                 drained += count
-                if leadership.isLeader, let bucket = buckets.next() { group.addTask { try await drainOnce(bucket: bucket) } }
+                if leadership.holds(lease), let bucket = buckets.next() { group.addTask { try await drainOnce(bucket: bucket, lease: lease) } }
             }
             return drained
         }
     }
 
-    /// Partitions from yesterday to three days ahead; drops days past retention.
+    /// Partitions from yesterday to three days ahead; drops days past retention, and purges the
+    /// other tables' rows past theirs.
     func maintainPartitions() async throws {
         try await db.query("SELECT ensure_history_partition(d::date) FROM generate_series(current_date - 1, current_date + 3, '1 day') d")
         let dropped = try await db.query("SELECT drop_history_partitions_before(current_date - $1::int)", [String(retentionDays)]).scalar
         if let dropped, dropped != "0" { logger.notice("dropped history partitions past retention", metadata: ["count": "\(dropped)"]) }
+        let rows = try await retention.purge(db)
+        if rows > 0 {
+            purged.increment(by: rows)
+            logger.notice("purged outbox rows and status events past retention", metadata: ["rows": "\(rows)"])
+        }
     }
 
     /// Writes one batch of the bucket. Returns how many entries were consumed.
-    func drainOnce(bucket: Int) async throws -> Int {
+    func drainOnce(bucket: Int, lease: Leadership.Lease) async throws -> Int {
         let stream = keys.history(bucket: bucket)
-        let (entries, claimed) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
+        let (entries, _) = try await self.stream.nextBatch(stream, count: batchSize) { try await detectShedding(stream) }
         guard !entries.isEmpty else { return 0 }
-        let batch = HistoryBatch(entries: entries)
+        let batch = HistoryBatch(entries: entries, bucket: bucket)
         if batch.unreadable > 0 { unreadable.increment(by: batch.unreadable) }
         if !batch.isEmpty {
+            // fenced: an instance that lost the lock (and does not know yet) writes nothing
+            try await db.query("SELECT assert_leader($1::int)", [lease.backendPID])
             do {
                 try await db.copyIn(HistoryBatch.copySQL, data: batch.data)
             } catch let error as PostgresError {
@@ -103,24 +114,44 @@ struct HistoryWriter: Service {
                 try await db.copyIn(HistoryBatch.copySQL, data: batch.data)
             }
             written.increment(by: batch.receivedAt.count)
+            await recordLastHeartbeats(batch)
         }
         try await self.stream.acknowledge(entries, on: stream)
-        // Nothing was pending before this read and all of it is in PostgreSQL now: the entries can
-        // go, so the stream holds only what is not written yet instead of growing to its cap.
-        if !claimed, let last = entries.last, let next = StreamConsumer.successor(of: last.id) {
-            try await redis.execute(["XTRIM", stream, "MINID", next])
-        }
+        // Written entries go, so the stream holds only what is not in PostgreSQL yet instead of
+        // growing to its cap (never past an entry another instance still holds).
+        if let last = entries.last { try await self.stream.trimAcknowledged(through: last.id, on: stream) }
         return entries.count
+    }
+
+    /// Write-behind of `devices.last_heartbeat`: the newest heartbeat per device of the batch, so
+    /// that PostgreSQL (the device list, anything reading it, the registry re-seed) follows Redis
+    /// within a batch. Rows the applier holds locked are skipped (it sets `last_heartbeat` itself),
+    /// so this never waits on or deadlocks with a status change; a failure only delays the value
+    /// to the next batch.
+    private func recordLastHeartbeats(_ batch: HistoryBatch) async {
+        let newest = batch.newestPerDevice
+        do {
+            try await db.query("""
+                UPDATE devices d SET last_heartbeat = to_timestamp(v.ms / 1000.0)
+                FROM unnest($1::uuid[], $2::bigint[]) AS v(id, ms)
+                WHERE d.id = v.id AND d.id IN (SELECT id FROM devices WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED)
+                  AND (d.last_heartbeat IS NULL OR d.last_heartbeat < to_timestamp(v.ms / 1000.0))
+                """, [PostgresArray.plain(newest.map(\.key.string)), PostgresArray.plain(newest.map { String($0.value) })])
+        } catch {
+            logger.warning("last heartbeat write-behind failed; the next batch carries it", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Entries the cap trimmed before this writer read them. Unread entries (the group's `lag`)
     /// are all still in the stream unless some were shed, because the writer only trims what it
     /// has written: `lag > length` means at least `lag - length` rows were lost.
     private func detectShedding(_ stream: String) async throws {
-        guard let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
+        // the group's lag first: a heartbeat added between the two reads then only makes the
+        // stream longer (read the other way round it made lag = length + 1, a false alarm)
+        guard let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array,
+            let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
             let length = Self.field("length", in: info)?.integer,
-            let added = Self.field("entries-added", in: info)?.integer,
-            let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array
+            let added = Self.field("entries-added", in: info)?.integer
         else { return }
         for group in groups {
             let fields = group.array ?? []

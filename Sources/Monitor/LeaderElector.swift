@@ -5,20 +5,29 @@ import Shared
 /// Elects the active monitor with a PostgreSQL session-level advisory lock held on a dedicated
 /// connection. Standbys retry; the leader checks its session every `checkInterval` and steps down
 /// at once when it fails. At shutdown the lock is released so a standby takes over immediately.
+///
+/// The lock alone does not make a useful leader: every worker needs Redis too. A leader that has
+/// not reached Redis for `redisTimeout` gives the lock up, and an instance bids for it only while
+/// Redis answers, so a standby with a working Redis path takes over.
 struct LeaderElector: Service {
     static let lockKey: Int64 = 7_220_001
 
     let postgresURL: String
+    let redis: RedisClient
     let instanceID: String
     let leadership: Leadership
     let checkInterval: Duration
+    let redisTimeout: Duration
     let metrics: MonitorMetrics
     let logger: Logger
 
     func run() async throws {
         var connection: PostgresConnection?
+        var redisReachedAt = ContinuousClock.now
         defer { leadership.revoke() }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let redisOK = await redisAnswers()
+            if redisOK { redisReachedAt = .now }
             do {
                 let conn: PostgresConnection
                 if let connection, !connection.isBroken {
@@ -29,9 +38,19 @@ struct LeaderElector: Service {
                 }
                 if leadership.isLeader {
                     try await conn.query("SELECT 1")  // the session (and so the lock) is alive
-                } else if try await conn.query("SELECT pg_try_advisory_lock($1)", [String(Self.lockKey)]).scalar == "t" {
-                    let lease = leadership.grant(conn)
+                    if ContinuousClock.now - redisReachedAt > redisTimeout {
+                        logger.error("giving up the leader lock: Redis unreachable", metadata: [
+                            "instance": "\(instanceID)", "for": "\(ContinuousClock.now - redisReachedAt)",
+                        ])
+                        leadership.revoke()
+                        metrics.leader.record(0)
+                        try await conn.query("SELECT pg_advisory_unlock($1)", [String(Self.lockKey)])
+                    }
+                } else if redisOK, try await conn.query("SELECT pg_try_advisory_lock($1)", [String(Self.lockKey)]).scalar == "t" {
+                    let pid = try await conn.query("SELECT pg_backend_pid()").scalar ?? "0"
+                    let lease = leadership.grant(conn, backendPID: pid)
                     metrics.leader.record(1)
+                    metrics.leaderTerms.increment()
                     logger.notice("became the active monitor", metadata: ["instance": "\(instanceID)", "epoch": "\(lease.epoch)"])
                 } else {
                     metrics.leader.record(0)
@@ -54,5 +73,10 @@ struct LeaderElector: Service {
         }
         metrics.leader.record(0)
         await connection?.close()
+    }
+
+    /// True when Redis answers a PING (within the client's timeout).
+    private func redisAnswers() async -> Bool {
+        (try? await redis.execute(["PING"])) == .string("PONG")
     }
 }

@@ -11,6 +11,9 @@ final class Leadership: Sendable {
         /// Increases with every acquisition; lets workers notice a lost-and-regained lock.
         let epoch: Int
         let connection: PostgresConnection
+        /// The lock session's backend pid: writes on other connections are fenced with
+        /// `assert_leader(pid)`, which fails once this session no longer holds the lock.
+        let backendPID: String
     }
 
     private let state = Mutex<(lease: Lease?, epoch: Int)>((nil, 0))
@@ -18,10 +21,10 @@ final class Leadership: Sendable {
     var current: Lease? { state.withLock { $0.lease } }
     var isLeader: Bool { current != nil }
 
-    func grant(_ connection: PostgresConnection) -> Lease {
+    func grant(_ connection: PostgresConnection, backendPID: String) -> Lease {
         state.withLock { state in
             state.epoch += 1
-            let lease = Lease(epoch: state.epoch, connection: connection)
+            let lease = Lease(epoch: state.epoch, connection: connection, backendPID: backendPID)
             state.lease = lease
             return lease
         }

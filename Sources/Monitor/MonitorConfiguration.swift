@@ -25,6 +25,15 @@ struct MonitorConfiguration: Sendable {
     var applyBatchSize: Int
     /// Sleep of the applier and the outbox relay when they find nothing to do.
     var pollInterval: Duration
+    /// How often the leader compares PostgreSQL's online devices with Redis's online sets.
+    var reconcileInterval: Duration
+    /// A leader that cannot reach Redis this long gives up the lock.
+    var leaderRedisTimeout: Duration
+    /// Idle timeout and connection cap of the ops API.
+    var http: HTTPServerLimits
+    var retention: RetentionPolicy
+    /// Outbox rows read per topic per relay round.
+    var outboxBatchSize: Int
     var logLevel: Logger.Level
 
     init(reader: ConfigReader) throws(ConfigurationError) {
@@ -32,7 +41,8 @@ struct MonitorConfiguration: Sendable {
         keys = try reader.keySchema()
         postgresURL = reader.text("postgres.url", default: "postgres://heartbeat@127.0.0.1:5432/heartbeat")
         guard postgresURL.hasPrefix("postgres://") || postgresURL.hasPrefix("postgresql://") else {
-            throw ConfigurationError(variable: "POSTGRES_URL", value: postgresURL, reason: "expected postgres://user[:password]@host[:port]/database")
+            throw ConfigurationError(variable: "POSTGRES_URL", value: ConfigReader.redactingPassword(postgresURL),
+                                     reason: "expected postgres://user[:password]@host[:port]/database")
         }
         kafkaBrokers = reader.text("kafka.brokers", default: "127.0.0.1:9092")
         adminHost = reader.text("admin.host", default: "127.0.0.1")
@@ -56,6 +66,13 @@ struct MonitorConfiguration: Sendable {
         scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
         applyBatchSize = try reader.integer("apply.batch.size", default: 1000, in: 1...100_000)
         pollInterval = try reader.seconds("monitor.poll.interval.seconds", default: 0.1)
+        reconcileInterval = try reader.seconds("reconcile.interval.seconds", default: 300)
+        leaderRedisTimeout = try reader.seconds("leader.redis.timeout.seconds", default: 10)
+        http = try reader.httpServerLimits()
+        outboxBatchSize = try reader.integer("outbox.batch.size", default: 500, in: 1...100_000)
+        retention = RetentionPolicy(
+            outbox: .seconds(3600 * (try reader.integer("outbox.retention.hours", default: 168, in: 1...87_600))),
+            events: .seconds(86_400 * (try reader.integer("events.retention.days", default: 90, in: 1...36_500))))
         logLevel = try reader.logLevel()
     }
 }

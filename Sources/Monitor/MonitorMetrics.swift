@@ -13,6 +13,13 @@ struct MonitorMetrics: Sendable {
     let published = Counter(label: "monitor_events_published_total")
     let kafkaDeliveryErrors = Counter(label: "monitor_kafka_delivery_errors_total")
     let applyErrors = Counter(label: "monitor_apply_errors_total")
+    /// Terms this instance started as leader.
+    let leaderTerms = Counter(label: "monitor_leader_terms_total")
+    /// Devices PostgreSQL held online that Redis had lost, put back on the normal offline path.
+    let reconcileRepaired = Counter(label: "monitor_reconcile_repaired_total")
+    /// Registry re-seeds after Redis lost data, and how long the last one took.
+    let registryReseeds = Counter(label: "monitor_registry_reseeds_total")
+    let registryReseedSeconds = Gauge(label: "monitor_registry_reseed_duration_seconds")
 
     func transitionsApplied(_ kind: String, _ count: Int) {
         Counter(label: "monitor_transitions_applied_total", dimensions: [("kind", kind)]).increment(by: count)

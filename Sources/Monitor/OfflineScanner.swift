@@ -11,7 +11,6 @@ final class OfflineScanner: Service, Sendable {
         var online = 0
         var declaredOffline = 0
         var decision: StormGuard.Decision?
-        var inGrace = false
     }
 
     let redis: RedisClient
@@ -24,8 +23,8 @@ final class OfflineScanner: Service, Sendable {
     let logger: Logger
     /// Shared with the ops API (release) and `/readyz`.
     let stormGuard: Mutex<StormGuard>
-    /// Lease epoch and the Redis time before which this leader declares nobody offline.
-    private let grace = Mutex<(epoch: Int, untilMs: Int64)>((0, 0))
+    /// The lease epoch the storm guard's state belongs to.
+    private let guardEpoch = Mutex(0)
 
     init(redis: RedisClient, keys: KeySchema, leadership: Leadership, offlineAfter: Duration, scanInterval: Duration,
          batchSize: Int, storm: StormGuard.Settings, metrics: MonitorMetrics, logger: Logger) {
@@ -77,18 +76,16 @@ final class OfflineScanner: Service, Sendable {
                 nowMs = max(nowMs, values[2])
             }
         }
-        let (graceUntil, newLease) = grace.withLock { grace in
-            let isNew = grace.epoch != lease.epoch
-            if isNew { grace = (lease.epoch, nowMs + offlineAfter.milliseconds) }
-            return (grace.untilMs, isNew)
+        // No grace after a leader change: liveness lives in Redis, written by the gateways, so a
+        // monitor gap leaves no score stale and the new leader scans at once. A fleet-wide silence
+        // (ingest down) is the storm guard's to hold.
+        let newTerm = guardEpoch.withLock { epoch in
+            defer { epoch = lease.epoch }
+            return epoch != lease.epoch
         }
-        if newLease {
+        if newTerm {
             // a new term starts with a clean guard: no stale hold or release from an earlier term
             stormGuard.withLock { $0 = StormGuard(settings: $0.settings, window: offlineAfter) }
-        }
-        if nowMs < graceUntil {
-            report.inGrace = true
-            return report
         }
         if report.stale > 0 { metrics.staleFound.increment(by: report.stale) }
         let decision = stormGuard.withLock { $0.decide(stale: report.stale, online: report.online, nowMs: nowMs) }

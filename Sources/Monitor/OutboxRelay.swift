@@ -5,6 +5,10 @@ import Shared
 /// While leading, publishes outbox rows to Kafka in id order and marks them published only after
 /// the broker acknowledged them. A Kafka outage leaves rows in the outbox (retried with backoff);
 /// nothing is dropped. Delivery is at-least-once: consumers dedupe on `event_id`.
+///
+/// Each topic is read on its own (oldest rows first), so rows one topic cannot take (a topic
+/// refused by the cluster, say) do not hold back the other topic's events. Marking rows published
+/// is fenced by the leader lock.
 struct OutboxRelay: Service {
     let postgresURL: String
     let brokers: String
@@ -25,14 +29,14 @@ struct OutboxRelay: Service {
         var backoff = Duration.milliseconds(200)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = pollInterval
-            if leadership.isLeader {
+            if let lease = leadership.current {
                 do {
                     if let fatal = producer.fatalError() {
                         // idempotence is broken for this producer: start a new one; the rows are still in the outbox
                         logger.error("Kafka producer failed fatally; creating a new one", metadata: ["error": "\(fatal)"])
                         producer = try makeProducer()
                     }
-                    let (published, failed) = try await relayOnce(db, producer: producer)
+                    let (published, failed) = try await relayOnce(db, producer: producer, lease: lease)
                     if failed > 0 {
                         pause = backoff
                         backoff = min(backoff * 2, .seconds(5))
@@ -55,16 +59,20 @@ struct OutboxRelay: Service {
     }
 
     /// Publishes one batch. Returns how many rows were published and how many failed.
-    func relayOnce(_ connection: PostgresPool, producer: KafkaProducer) async throws -> (Int, Int) {
-        let rows = try await connection.query(
-            "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1", [String(batchSize)])
+    func relayOnce(_ connection: PostgresPool, producer: KafkaProducer, lease: Leadership.Lease) async throws -> (Int, Int) {
+        var rows: [[String?]] = []
+        for topic in Self.topics {
+            rows += try await connection.query(
+                "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL AND topic = $1 ORDER BY id LIMIT $2",
+                [topic, String(batchSize)]).rows
+        }
         try await recordBacklog(connection)
-        guard !rows.rows.isEmpty else { return (0, 0) }
-        let messages = rows.rows.map { KafkaProducer.Message(topic: $0[1] ?? "", key: $0[2] ?? "", value: $0[3] ?? "") }
+        guard !rows.isEmpty else { return (0, 0) }
+        let messages = rows.map { KafkaProducer.Message(topic: $0[1] ?? "", key: $0[2] ?? "", value: $0[3] ?? "") }
         let results = await producer.send(messages)
         var delivered: [String] = []
         var failures = 0
-        for (row, result) in zip(rows.rows, results) {
+        for (row, result) in zip(rows, results) {
             switch result {
             case .success: delivered.append(row[0] ?? "")
             case .failure(let error):
@@ -73,13 +81,17 @@ struct OutboxRelay: Service {
             }
         }
         if !delivered.isEmpty {
-            try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                                       [PostgresArray.plain(delivered)])
+            try await connection.query(
+                "UPDATE outbox SET published_at = now() FROM (SELECT assert_leader($2::int)) fence WHERE id = ANY($1::bigint[])",
+                [PostgresArray.plain(delivered), lease.backendPID])
             metrics.published.increment(by: delivered.count)
         }
         if failures > 0 { metrics.kafkaDeliveryErrors.increment(by: failures) }
         return (delivered.count, failures)
     }
+
+    /// The topics outbox rows are written for (by `apply_transitions`).
+    static let topics = ["device.online", "device.offline"]
 
     private func recordBacklog(_ connection: PostgresPool) async throws {
         let backlog = try await connection.query(

@@ -49,7 +49,7 @@ struct TransitionApplier: Service {
     /// - Returns: how many entries were consumed.
     func drainOnce(bucket: Int, lease: Leadership.Lease) async throws -> Int {
         let stream = keys.transitions(bucket: bucket)
-        let (entries, claimed) = try await self.stream.nextBatch(stream, count: batchSize)
+        let (entries, _) = try await self.stream.nextBatch(stream, count: batchSize)
         guard !entries.isEmpty else { return 0 }
         let batch = TransitionBatch(entries: entries)
         if !batch.malformed.isEmpty {
@@ -64,11 +64,9 @@ struct TransitionApplier: Service {
             logger.debug("applied transitions", metadata: ["bucket": "\(bucket)", "entries": "\(batch.ids.count)", "changes": "\(changed)"])
         }
         try await self.stream.acknowledge(entries, on: stream)
-        // Nothing was pending before this read, and all of it is acknowledged now: everything up to
-        // the last entry is applied and can go, so the stream does not grow with every flap.
-        if !claimed, let last = entries.last, let next = StreamConsumer.successor(of: last.id) {
-            try await redis.execute(["XTRIM", stream, "MINID", next])
-        }
+        // Applied entries go, so the stream does not grow with every flap (never past an entry
+        // another instance still holds).
+        if let last = entries.last { try await self.stream.trimAcknowledged(through: last.id, on: stream) }
         return entries.count
     }
 }

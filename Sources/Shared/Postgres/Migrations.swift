@@ -145,6 +145,88 @@ public enum Migrations {
                 RETURN v_dropped;
             END $$;
             """#),
+        Migration(version: 4, name: "fencing, replay-proof transitions, retention", sql: #"""
+            -- Fails (SQLSTATE HB001) unless backend p_pid holds the leader lock (7220001) in this
+            -- database: writes on connections other than the lock session call it first, so an
+            -- instance that lost the lock without knowing yet writes nothing.
+            CREATE FUNCTION assert_leader(p_pid int) RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NOT EXISTS (
+                    SELECT 1 FROM pg_locks
+                    WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND granted
+                      AND pid = p_pid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                ) THEN
+                    RAISE EXCEPTION 'backend % does not hold the leader lock', p_pid USING ERRCODE = 'HB001';
+                END IF;
+            END $$;
+
+            -- Every transition entry applied, whether it changed the status or not, keyed by its
+            -- content as well as its stream id: a replay (crash between commit and XACK) is skipped,
+            -- and a Redis failover that hands out a stream id again does not hide a new entry.
+            CREATE TABLE applied_transitions (
+                source text PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX applied_transitions_applied_at ON applied_transitions (applied_at);
+            CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
+            CREATE INDEX device_status_events_at ON device_status_events (at);
+
+            -- The history stream entry a row came from (`bucket:stream id`): a batch written twice
+            -- (COPY committed, XACK lost) is told apart from two heartbeats, and readers skip the copy.
+            ALTER TABLE heartbeat_history ADD COLUMN entry_id text;
+
+            CREATE OR REPLACE FUNCTION apply_transitions(
+                p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
+                p_last_ms bigint[], p_reasons text[], p_offline_after double precision
+            ) RETURNS int LANGUAGE plpgsql AS $$
+            DECLARE
+                v_source text;
+                v_old text; v_version bigint;
+                v_at timestamptz; v_last timestamptz;
+                v_event uuid;
+                v_applied int := 0;
+            BEGIN
+                FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+                    v_source := p_bucket || ':' || p_ids[i] || ':' || p_devices[i] || ':' || p_kinds[i] || ':' || p_at_ms[i];
+                    INSERT INTO applied_transitions (source) VALUES (v_source) ON CONFLICT DO NOTHING;
+                    CONTINUE WHEN NOT FOUND;
+                    -- entries applied by the version before this table existed
+                    CONTINUE WHEN EXISTS (SELECT 1 FROM device_status_events WHERE source = p_bucket || ':' || p_ids[i]);
+
+                    v_at := to_timestamp(p_at_ms[i] / 1000.0);
+                    v_last := to_timestamp(p_last_ms[i] / 1000.0);
+                    INSERT INTO devices (id) VALUES (p_devices[i]) ON CONFLICT (id) DO NOTHING;
+                    SELECT status INTO v_old FROM devices WHERE id = p_devices[i] FOR UPDATE;
+                    IF v_old = p_kinds[i] THEN
+                        UPDATE devices SET last_heartbeat = greatest(last_heartbeat, v_last) WHERE id = p_devices[i];
+                        CONTINUE;
+                    END IF;
+                    UPDATE devices
+                       SET status = p_kinds[i], status_version = status_version + 1, status_changed_at = v_at,
+                           last_heartbeat = greatest(coalesce(last_heartbeat, v_last), v_last), updated_at = now()
+                     WHERE id = p_devices[i]
+                    RETURNING status_version INTO v_version;
+                    v_event := gen_random_uuid();
+                    INSERT INTO device_status_events
+                        (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
+                    VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version, v_source);
+                    INSERT INTO outbox (event_id, topic, key, payload)
+                    VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
+                        'event_id', v_event,
+                        'type', 'device.' || p_kinds[i],
+                        'device_id', p_devices[i],
+                        'status', p_kinds[i],
+                        'previous_status', v_old,
+                        'status_version', v_version,
+                        'occurred_at', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'last_heartbeat', to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'reason', p_reasons[i],
+                        'offline_after_seconds', p_offline_after)::text);
+                    v_applied := v_applied + 1;
+                END LOOP;
+                RETURN v_applied;
+            END $$;
+            """#),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.

@@ -36,6 +36,19 @@ public struct StreamConsumer: Sendable {
         try await redis.execute(["XACK", stream, group] + entries.map(\.id))
     }
 
+    /// Trims the stream after entries this consumer acknowledged, up to `lastID`, but never past the
+    /// lowest entry still pending in the group: another instance (an old leader not yet aware it
+    /// lost the lock) may hold entries it read and has not stored, and a trimmed entry could not
+    /// be claimed any more.
+    public func trimAcknowledged(through lastID: String, on stream: String) async throws {
+        guard var bound = Self.successor(of: lastID) else { return }
+        let summary = try await redis.execute(["XPENDING", stream, group]).array ?? []
+        if summary.count >= 2, (summary[0].integer ?? 0) > 0, let lowest = summary[1].string, Self.compare(lowest, bound) < 0 {
+            bound = lowest
+        }
+        try await redis.execute(["XTRIM", stream, "MINID", bound])
+    }
+
     /// True when the error says the group is gone (Redis lost the stream): create it again.
     public static func isMissingGroup(_ error: any Error) -> Bool {
         if case RedisError.server(let message) = error { return message.hasPrefix("NOGROUP") }
