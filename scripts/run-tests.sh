@@ -21,3 +21,9 @@ eval "$(scripts/services.sh env)"
 swift build --build-tests
 # Serial: the integration tests run services with timing expectations on a two-core machine.
 swift test --no-parallel "$@"
+(($# == 0)) || exit 0  # a filtered run is only the tests asked for
+
+# Both HTTP APIs fuzzed from docs/openapi.yaml (schemathesis from PyPI, test tooling only), on
+# their own services under .run/fuzz; `make fuzz` is the long run.
+python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet 'schemathesis>=4,<5'
+python3 scripts/fuzz.py --short

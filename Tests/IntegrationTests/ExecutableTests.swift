@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Shared
 import Testing
 
@@ -46,6 +49,47 @@ import Testing
                                            environment: Self.environment(["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url]))
         try await Self.waitUntilReady(port: port)
         #expect(await Self.httpGet(port: port, path: "/healthz")?.contains(#"{"status":"ok"}"#) == true)
+        let code = await offPool { child.terminate() }
+        #expect(code == 0)
+        await redis.stop()
+    }
+
+    @Test func aGatewayWithAnotherBucketCountThanTheDeploymentRefusesToStart() async throws {
+        let redis = try await RedisServer.start()
+        let client = redis.client()
+        try await client.execute(["SET", KeySchema.bucketCountKey, "8"])
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID().uuidString).log").path
+        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": redis.url, "BUCKETS": "4",
+        ]), output: log)
+        let code = await offPool { child.terminate(signal: 0, timeout: .seconds(10)) }
+        #expect(code == 2)
+        let message = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(message.contains("BUCKETS=4") && message.contains("set BUCKETS=8"), "\(message)")
+        try? FileManager.default.removeItem(atPath: log)
+        await client.shutdown()
+        await redis.stop()
+    }
+
+    @Test func openConnectionsAreCappedAndFreedByTheIdleTimeout() async throws {
+        let redis = try await RedisServer.start()
+        let port = Int.random(in: 46_000..<50_000)
+        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url,
+            "HTTP_IDLE_TIMEOUT_SECONDS": "1.5", "HTTP_MAX_CONNECTIONS": "3",
+        ]))
+        try await Self.waitUntilReady(port: port)
+        try await Task.sleep(for: .milliseconds(100))  // the probe's connection is closed
+        // three clients hold connections with half-sent request heads: the cap is reached
+        let held = (0..<3).compactMap { _ in RawSocket.open(port: port) }
+        #expect(held.count == 3)
+        for fd in held { _ = Array("GET /healthz HTTP/1.1\r\n".utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await Self.httpGet(port: port, path: "/healthz") == nil, "a fourth connection was served over the cap")
+        // the idle timeout closes the held ones, and a new client is served again
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(await Self.httpGet(port: port, path: "/healthz")?.hasPrefix("HTTP/1.1 200") == true)
+        for fd in held { close(fd) }
         let code = await offPool { child.terminate() }
         #expect(code == 0)
         await redis.stop()

@@ -23,7 +23,8 @@ import Testing
             #expect((json["server_time"] as? String)?.hasSuffix("Z") == true)
 
             let keys = try await h.redis.execute(["KEYS", "*"]).array?.compactMap(\.string).sorted()
-            #expect(keys == [h.keys.device(id), h.keys.history(bucket: b), h.keys.online(bucket: b), h.keys.transitions(bucket: b)].sorted())
+            let markers = h.keys.allBuckets.map { h.keys.registryMarker(bucket: $0) } + [KeySchema.bucketCountKey]
+            #expect(keys == ([h.keys.device(id), h.keys.history(bucket: b), h.keys.online(bucket: b), h.keys.transitions(bucket: b)] + markers).sorted())
 
             // online set: score is Redis time of the heartbeat
             let score = try await h.redis.execute(["ZSCORE", h.keys.online(bucket: b), id.string]).integer
@@ -112,24 +113,84 @@ import Testing
         await h.shutdown()
     }
 
-    @Test func commandsAreDeliveredOnceAndExpiredOnesNever() async throws {
+    @Test func commandsAreRepeatedUntilAcknowledgedAndExpiredOnesNever() async throws {
         let h = try await GatewayHarness.start()
         let id = DeviceID.random()
         let token = try await h.registry.register(device: id)
-        let future = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) + 600_000)
-        let past = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) - 1)
-        try await h.registry.enqueueCommand(json: #"{"id":"c1","type":"reboot","payload":{}}"#, expiresAt: future, for: id)
-        try await h.registry.enqueueCommand(json: #"{"id":"c0","type":"stale","payload":{}}"#, expiresAt: past, for: id)
-        try await h.registry.enqueueCommand(json: #"{"id":"c2","type":"screenshot","payload":{"q":1}}"#, expiresAt: future, for: id)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let future = UTCTimestamp(millisecondsSinceEpoch: now + 600_000)
+        let soon = UTCTimestamp(millisecondsSinceEpoch: now + 1500)
+        for (command, type, expiry) in [("c1", "reboot", future), ("c0", "stale", soon), ("c2", "screenshot", future)] {
+            let payload = command == "c2" ? #"{"q":1}"# : "{}"
+            try await h.registry.enqueueCommand(id: command, type: type, json: #"{"id":"\#(command)","type":"\#(type)","payload":\#(payload)}"#,
+                                                expiresAt: expiry, for: id)
+        }
+        @Sendable func body(acked: [String]) -> String {
+            let list = acked.map { "\"\($0)\"" }.joined(separator: ",")
+            return #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z","acked_commands":[\#(list)]}"#
+        }
         try await h.withGateway { client in
             let first = try await client.heartbeat(id, token: token).json
             let commands = try #require(first["commands"] as? [[String: Any]])
-            #expect(commands.map { $0["id"] as? String } == ["c1", "c2"])
-            #expect((commands[1]["payload"] as? [String: Any])?["q"] as? Int == 1)
+            #expect(commands.map { $0["id"] as? String } == ["c1", "c0", "c2"])
+            #expect((commands[2]["payload"] as? [String: Any])?["q"] as? Int == 1)
+            // a lost reply loses nothing: the next heartbeat carries them again
             let second = try await client.heartbeat(id, token: token).json
-            #expect((second["commands"] as? [Any])?.isEmpty == true)
+            #expect((second["commands"] as? [[String: Any]])?.map { $0["id"] as? String } == ["c1", "c0", "c2"])
+            try await Task.sleep(for: .milliseconds(1600))  // c0 expires unacknowledged
+            let third = try await client.heartbeat(id, token: token, body: body(acked: ["c1", "unknown-id"])).json
+            #expect((third["commands"] as? [[String: Any]])?.map { $0["id"] as? String } == ["c2"])
+            let fourth = try await client.heartbeat(id, token: token, body: body(acked: ["c2"])).json
+            #expect((fourth["commands"] as? [Any])?.isEmpty == true)
         }
         #expect(try await h.redis.execute(["EXISTS", h.keys.commands(id)]) == .integer(0))
+        let states = try await h.registry.commands(of: id, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+        let byID = Dictionary(uniqueKeysWithValues: states.map { ($0.id, $0) })
+        #expect(byID["c1"]?.state == .acknowledged && byID["c1"]?.deliveries == 2)
+        #expect(byID["c0"]?.state == .expired && byID["c0"]?.deliveries == 2)
+        #expect(byID["c2"]?.state == .acknowledged && byID["c2"]?.deliveries == 3)
+        #expect(byID["c2"]?.lastDeliveredAtMs != nil && byID["c2"]?.settledAtMs != nil)
+        await h.shutdown()
+    }
+
+    @Test func aCommandSurvivesAReplyTheDeviceNeverRead() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        let expiry = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) + 600_000)
+        try await h.registry.enqueueCommand(id: "reboot-1", type: "reboot", json: #"{"id":"reboot-1","type":"reboot","payload":{}}"#,
+                                            expiresAt: expiry, for: id)
+        try await h.withGateway { client in
+            guard let port = client.port else { Issue.record("no port"); return }
+            // the player sends its heartbeat and the connection drops before it reads the reply
+            let body = #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z"}"#
+            let request = "POST /api/v1/devices/\(id)/heartbeat HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(token)\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            guard let fd = RawSocket.open(port: port) else { Issue.record("no connection"); return }
+            RawSocket.sendAndClose(fd, request)
+            #expect(try await eventually { try await h.redis.execute(["HGET", h.keys.device(id), "last_heartbeat"]).integer != nil })
+            // its next heartbeat still carries the command
+            let next = try await client.heartbeat(id, token: token).json
+            #expect((next["commands"] as? [[String: Any]])?.map { $0["id"] as? String } == ["reboot-1"])
+        }
+        await h.shutdown()
+    }
+
+    @Test func anUnknownDeviceGets503WhileTheRegistryIsNotLoaded() async throws {
+        let h = try await GatewayHarness.start()
+        let id = DeviceID.random()
+        let token = try await h.registry.register(device: id)
+        try await h.withGateway { client in
+            try await h.redis.execute(["FLUSHALL"])  // Redis lost its data: the device may well be registered
+            let lost = try await client.heartbeat(id, token: token)
+            #expect(lost.status == .serviceUnavailable)
+            #expect(try lost.json["error"] as? String == "registry_loading")
+            let retryAfter = try #require(lost.headers[.retryAfter].flatMap { Int($0) })
+            #expect((1...5).contains(retryAfter))
+            // once the bucket is loaded again, an id it does not hold is unknown
+            try await h.registry.markLoaded(buckets: h.keys.allBuckets)
+            #expect(try await client.heartbeat(id, token: token).status == .notFound)
+        }
         await h.shutdown()
     }
 
@@ -185,7 +246,7 @@ import Testing
                 let started = ContinuousClock.now
                 let response = try await client.heartbeat(id, token: token)
                 #expect(response.status == .serviceUnavailable)
-                #expect(response.headers[.retryAfter] == "1")
+                #expect(response.headers[.retryAfter].flatMap { Int($0) }.map { (1...5).contains($0) } == true)
                 #expect(try response.json["error"] as? String == "unavailable")
                 #expect(ContinuousClock.now - started < .seconds(1))
             }

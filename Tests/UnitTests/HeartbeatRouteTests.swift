@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func acceptsAHeartbeat() async throws {
-        store.enqueue(command: #"{"id":"c1","type":"reboot"}"#, expiresAt: .init(millisecondsSinceEpoch: Int64.max), for: id)
+        store.enqueue(command: "c1", json: #"{"id":"c1","type":"reboot"}"#, expiresAt: .init(millisecondsSinceEpoch: Int64.max), for: id)
         try await withApp { client in
             let response = try await post(client, token: token, body: body())
             #expect(response.status == .ok)
@@ -49,10 +49,12 @@ import Testing
             #expect(json["playlist_updated"] as? Bool == true)
             let commands = try #require(json["commands"] as? [[String: Any]])
             #expect(commands.count == 1 && commands.first?["id"] as? String == "c1")
-            // delivered once
+            // at least once: repeated until the device acknowledges it
             let again = try Self.json(try await post(client, token: token, body: body(playlist: "pl-2")))
-            #expect((again["commands"] as? [Any])?.isEmpty == true)
+            #expect((again["commands"] as? [[String: Any]])?.first?["id"] as? String == "c1")
             #expect(again["playlist_updated"] as? Bool == false)
+            let acked = try Self.json(try await post(client, token: token, body: body(playlist: "pl-2", extra: #","acked_commands":["c1"]"#)))
+            #expect((acked["commands"] as? [Any])?.isEmpty == true)
         }
         #expect(store.device(id)?.latest?.currentPlaylist == "pl-2")
     }
@@ -65,6 +67,9 @@ import Testing
             (nil, token, ByteBuffer(string: "{not json"), .badRequest, "invalid_body"),
             (nil, token, ByteBuffer(string: #"{"device_id":"\#(id)","timestamp":"yesterday"}"#), .badRequest, "invalid_body"),
             (nil, token, body(extra: #","storage_status":{"total_gb":-1,"used_gb":0}"#), .badRequest, "invalid_body"),
+            (nil, token, body(extra: #","acked_commands":"c1""#), .badRequest, "invalid_body"),
+            (nil, token, body(extra: #","acked_commands":[1]"#), .badRequest, "invalid_body"),
+            (nil, token, body(extra: #","acked_commands":["has space"]"#), .badRequest, "invalid_body"),
             (nil, nil, body(), .unauthorized, "missing_token"),
             (nil, "", body(), .unauthorized, "missing_token"),
             (nil, "wrong", body(), .unauthorized, "invalid_token"),
@@ -107,12 +112,30 @@ import Testing
     @Test func storeFailureIs503WithRetryAfter() async throws {
         store.failure.withLock { $0 = RedisError.unavailable("connection refused") }
         try await withApp { client in
+            // Retry-After is jittered (1 to 5 s) so a fleet does not retry in lockstep
+            var seen = Set<String>()
+            for _ in 0..<40 {
+                let response = try await post(client, token: token, body: body())
+                #expect(response.status == .serviceUnavailable)
+                seen.insert(response.headers[.retryAfter] ?? "none")
+            }
+            #expect(seen.isSubset(of: ["1", "2", "3", "4", "5"]) && seen.count > 1, "\(seen)")
             let response = try await post(client, token: token, body: body())
-            #expect(response.status == .serviceUnavailable)
-            #expect(response.headers[.retryAfter] == "1")
             #expect(try Self.json(response)["error"] as? String == "unavailable")
             #expect(try await client.execute(uri: "/readyz", method: .get).status == .serviceUnavailable)
             #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+        }
+    }
+
+    @Test func aServedPathWithAnotherMethodIs405WithAllow() async throws {
+        try await withApp { client in
+            let response = try await client.execute(uri: "/api/v1/devices/\(id)/heartbeat", method: .get)
+            #expect(response.status == .methodNotAllowed)
+            #expect(response.headers[.allow] == "POST")
+            #expect(try Self.json(response)["error"] as? String == "method_not_allowed")
+            let health = try await client.execute(uri: "/healthz", method: .delete)
+            #expect(health.status == .methodNotAllowed && health.headers[.allow] == "GET, HEAD")
+            #expect(try await client.execute(uri: "/api/v1/nothing", method: .get).status == .notFound)
         }
     }
 

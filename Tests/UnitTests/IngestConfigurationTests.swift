@@ -18,7 +18,22 @@ import Testing
         #expect(config.keys.buckets == 16)
         #expect(config.minimumHeartbeatInterval == .seconds(1))
         #expect(config.maxBodyBytes == 16 * 1024)
+        #expect(config.http.idleTimeout == .seconds(30))
+        #expect(config.http.maxConnections == HTTPServerLimits.defaultMaxConnections)
         #expect(config.logLevel == .info)
+    }
+
+    @Test func aMalformedURLIsReportedWithoutItsPassword() throws {
+        do {
+            _ = try configuration(["REDIS_URL": "rediss//user:s3cret@cache:6379"])
+            Issue.record("a malformed REDIS_URL was accepted")
+        } catch {
+            #expect(!error.description.contains("s3cret"), "\(error)")
+            #expect(error.description.contains("user:***@cache"), "\(error)")
+        }
+        #expect(ConfigReader.redactingPassword("postgres://hb:pw@db:5432/hb") == "postgres://hb:***@db:5432/hb")
+        #expect(ConfigReader.redactingPassword("postgres://hb@db/hb") == "postgres://hb@db/hb")
+        #expect(ConfigReader.redactingPassword("redis://:pw@cache") == "redis://:***@cache")
     }
 
     @Test func readsTheDesignNames() throws {
@@ -38,7 +53,7 @@ import Testing
     @Test(arguments: [
         ("HTTP_PORT", "eighty"), ("HTTP_PORT", "70000"), ("REDIS_URL", "localhost:6379"), ("BUCKETS", "0"),
         ("BUCKETS", "1.5"), ("REDIS_TIMEOUT_SECONDS", "-1"), ("REDIS_TIMEOUT_SECONDS", "0"), ("LOG_LEVEL", "loud"),
-        ("HEARTBEAT_MIN_INTERVAL_SECONDS", "soon"),
+        ("HEARTBEAT_MIN_INTERVAL_SECONDS", "soon"), ("HTTP_IDLE_TIMEOUT_SECONDS", "0"), ("HTTP_MAX_CONNECTIONS", "none"),
     ])
     func rejectsBadValuesNamingTheVariable(variable: String, value: String) {
         do {

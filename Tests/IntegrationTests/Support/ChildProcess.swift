@@ -10,13 +10,13 @@ import Glibc
 struct ChildProcess: Sendable {
     let pid: pid_t
 
-    /// Starts `path` with `arguments`, stdout and stderr to `/dev/null`.
-    static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ChildProcess {
+    /// Starts `path` with `arguments`, stdout and stderr to `output` (default `/dev/null`).
+    static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil, output: String = "/dev/null") throws -> ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         // Threads of the test process (Dispatch's among them) block signals; a child inherits the
         // mask, and a redis-server with SIGTERM blocked cannot be stopped. Start it with none blocked.
         var attributes = posix_spawnattr_t()
@@ -38,6 +38,14 @@ struct ChildProcess: Sendable {
         let status = envp.map { posix_spawn(&pid, path, &actions, &attributes, argv, $0) } ?? posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard status == 0 else { throw TestFailure("cannot start \(path): \(String(cString: strerror(status)))") }
         return ChildProcess(pid: pid)
+    }
+
+    /// Runs `path` to completion (output discarded). Returns its exit status.
+    static func runToCompletion(_ path: String, _ arguments: [String]) -> Int32 {
+        guard let child = try? spawn(path, arguments) else { return -1 }
+        var status: Int32 = 0
+        waitpid(child.pid, &status, 0)
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
     }
 
     /// True while the child has not exited (reaps it when it has).

@@ -19,7 +19,9 @@ struct GatewayHarness {
     static func start(appendOnly: Bool = false) async throws -> GatewayHarness {
         let server = try await RedisServer.start(appendOnly: appendOnly)
         let redis = server.client()
-        return GatewayHarness(server: server, redis: redis, registry: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 4)))
+        let registry = DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 4))
+        try await registry.markLoaded(buckets: registry.keys.allBuckets)  // what the monitor does when it seeds
+        return GatewayHarness(server: server, redis: redis, registry: registry)
     }
 
     func configuration(_ extra: [String: String] = [:]) throws -> IngestConfiguration {

@@ -67,9 +67,36 @@ struct MonitorHarness {
 
     /// A heartbeat straight through the gateway's Redis script.
     @discardableResult
-    func beat(_ id: DeviceID, token: String) async throws -> HeartbeatOutcome {
-        try await store.record(HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000)),
+    func beat(_ id: DeviceID, token: String, acked: [String] = []) async throws -> HeartbeatOutcome {
+        try await store.record(HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000), ackedCommands: acked),
                                tokenHash: DeviceToken.hash(token))
+    }
+
+    /// Registers devices as the ops API does: in PostgreSQL (the truth) and in Redis (the gateway's copy).
+    func registerEverywhere(_ count: Int) async throws -> [(DeviceID, String)] {
+        var devices: [(DeviceID, String)] = []
+        for index in 0..<count {
+            let id = DeviceID.random(), token = DeviceToken.generate()
+            try await database.connection.query("INSERT INTO devices (id, name, token_hash) VALUES ($1, $2, $3)",
+                                                [id.string, "device \(index)", DeviceToken.hash(token)])
+            try await registry.write(device: id, tokenHash: DeviceToken.hash(token))
+            devices.append((id, token))
+        }
+        return devices
+    }
+
+    /// Applies the migrations to the test database (the monitor does it when it starts).
+    func migrate() async throws {
+        try await Migrations.run(on: database.connection)
+    }
+
+    /// The application name of the session holding the leader lock in this test's database.
+    func leader() async throws -> String? {
+        try await database.connection.query("""
+            SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """, [String(LeaderElector.lockKey)]).scalar
     }
 
     func register(_ count: Int) async throws -> [(DeviceID, String)] {
@@ -96,12 +123,7 @@ struct MonitorHarness {
 
     /// Polls `condition` every 100 ms until it holds or `timeout` passes.
     func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        return try await condition()
+        try await IntegrationTests.eventually(timeout, condition)
     }
 
     /// Kafka records of these devices, read from the beginning of both topics.

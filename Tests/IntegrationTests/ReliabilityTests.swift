@@ -1,0 +1,239 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Shared
+import Synchronization
+import Testing
+
+@testable import Ingest
+@testable import Monitor
+
+/// Status stays true under faults: each test breaks one thing on real Redis, PostgreSQL and the
+/// Kafka mock (OFFLINE_AFTER_SECONDS=2, SCAN_INTERVAL_SECONDS=0.5) and checks what an operator
+/// would see. Lines starting `RELIABILITY:` are the figures docs/reliability.md reports.
+@Suite(.serialized) struct ReliabilityTests {
+    static let offlineAfter = 2.0
+    static let scanInterval = 0.5
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Beats every device every `every` until `stop` is set; counts outcomes.
+    final class Beater: Sendable {
+        let outcomes = Mutex<[String: Int]>([:])
+        let firstRefusal = Mutex<ContinuousClock.Instant?>(nil)
+        let lastRefusal = Mutex<ContinuousClock.Instant?>(nil)
+        let stopped = Mutex(false)
+
+        func run(_ h: MonitorHarness, _ devices: [(DeviceID, String)], every: Duration) async {
+            while !stopped.withLock({ $0 }) {
+                for (id, token) in devices {
+                    let outcome = (try? await h.beat(id, token: token)).map { "\($0)" } ?? "error"
+                    let key = outcome.hasPrefix("recorded") ? "recorded" : outcome
+                    outcomes.withLock { $0[key, default: 0] += 1 }
+                    if key != "recorded" {
+                        let now = ContinuousClock.now
+                        firstRefusal.withLock { $0 = $0 ?? now }
+                        lastRefusal.withLock { $0 = now }
+                    }
+                }
+                try? await Task.sleep(for: every)
+            }
+        }
+    }
+
+    @Test func theOpsAPIAndPostgreSQLShowTheLatestHeartbeat() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            let (id, token) = try await OpsAPITests.register(client, name: "lobby")
+            try await h.beat(id, token: token)
+            #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+            try await Task.sleep(for: .milliseconds(1500))
+            guard case .recorded(let second, _, _) = try await h.beat(id, token: token) else { Issue.record("beat refused"); return }
+            // the detail and the list show the second beat at once (Redis time)
+            let detail = try await OpsAPITests.call(client, .get, "/api/v1/devices/\(id)")
+            #expect(detail.json["last_heartbeat"] as? String == second.iso8601)
+            let list = try await OpsAPITests.call(client, .get, "/api/v1/devices?status=online")
+            let row = (list.json["devices"] as? [[String: Any]])?.first { $0["id"] as? String == id.string }
+            #expect(row?["last_heartbeat"] as? String == second.iso8601)
+            // and PostgreSQL follows within a batch of the history writer
+            let started = ContinuousClock.now
+            #expect(try await h.eventually(.seconds(3)) {
+                try await h.database.connection.query("SELECT iso(last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar == second.iso8601
+            })
+            print("RELIABILITY: last_heartbeat in PostgreSQL within \(Self.seconds(ContinuousClock.now - started)) s of the beat")
+        }
+        await h.shutdown()
+    }
+
+    @Test func aRedisDataLossDeclaresNoBeatingDeviceOffline() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.migrate()
+        let beating = try await h.registerEverywhere(12)
+        let silent = try await h.registerEverywhere(1)
+        try await h.withMonitor { _ in
+            for (id, token) in beating + silent { try await h.beat(id, token: token) }
+            #expect(try await h.eventually(.seconds(3)) {
+                try await h.database.connection.query("SELECT count(*) FROM devices WHERE status = 'online'").scalar == "13"
+            })
+            // beats further apart than a scan, and a first beat older than OFFLINE_AFTER at the loss:
+            // a re-seed from stale times would have them offline before their next beat
+            let beater = Beater()
+            let load = Task { await beater.run(h, beating, every: .milliseconds(1200)) }
+            try await Task.sleep(for: .seconds(Self.offlineAfter + 1.5))
+            let lostAt = ContinuousClock.now
+            try await h.redis.execute(["FLUSHALL"])  // a Redis restart without its data
+            #expect(try await h.eventually(.seconds(5)) {
+                for bucket in h.keys.allBuckets where try await h.redis.execute(["EXISTS", h.keys.registryMarker(bucket: bucket)]) != .integer(1) {
+                    return false
+                }
+                return true
+            })
+            let reseeded = Self.seconds(ContinuousClock.now - lostAt)
+            // keep beating well past OFFLINE_AFTER, so a wrong score would have been acted on
+            try await Task.sleep(for: .seconds(Self.offlineAfter + 2 * Self.scanInterval + 1))
+            beater.stopped.withLock { $0 = true }
+            await load.value
+            let outcomes = beater.outcomes.withLock { $0 }
+            #expect(outcomes["unknownDevice"] == nil, "a registered device was told it is unknown: \(outcomes)")
+            let window = beater.lastRefusal.withLock { $0 }.map { Self.seconds($0 - lostAt) } ?? 0
+            print("RELIABILITY: Redis data loss: registry re-seeded \(reseeded) s after FLUSHALL; last 503 \(window) s after it; outcomes \(outcomes)")
+            for (id, _) in beating {
+                #expect(try await h.events(id).map(\.status) == ["online"], "\(id) was declared offline while beating")
+            }
+            // the device that was silent before the loss is still declared offline, once
+            #expect(try await h.eventually(.seconds(Self.offlineAfter + 3)) { try await h.status(silent[0].0)?.status == "offline" })
+            #expect(try await h.events(silent[0].0).map(\.status) == ["online", "offline"])
+        }
+        await h.shutdown()
+    }
+
+    @Test func devicesPostgreSQLHoldsOnlineButRedisLostAreReconciled() async throws {
+        let h = try await MonitorHarness.start()
+        let devices = try await h.register(2)
+        let (silent, alive) = (devices[0], devices[1])
+        try await h.withMonitor(["RECONCILE_INTERVAL_SECONDS": "0.5"]) { client in
+            for (id, token) in devices { try await h.beat(id, token: token) }
+            #expect(try await h.eventually(.seconds(3)) {
+                let statuses = [try await h.status(silent.0)?.status, try await h.status(alive.0)?.status]
+                return statuses == ["online", "online"]
+            })
+            // Redis loses both online-set entries (an AOF window, a replica promoted too early)
+            for (id, _) in devices { try await h.redis.execute(["ZREM", h.keys.online(bucket: h.keys.bucket(of: id)), id.string]) }
+            let lostAt = ContinuousClock.now
+            let end = lostAt + .seconds(Self.offlineAfter + 3)
+            while ContinuousClock.now < end {
+                try await h.beat(alive.0, token: alive.1)
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(try await h.status(silent.0)?.status == "offline", "a silent device stayed online forever")
+            #expect(try await h.events(silent.0).map(\.status) == ["online", "offline"])
+            #expect(try await h.events(alive.0).map(\.status) == ["online"])
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("monitor_reconcile_repaired_total "))
+            #expect(!metrics.contains("monitor_reconcile_repaired_total 0\n"))
+        }
+        await h.shutdown()
+    }
+
+    /// Beats `device` once, waits `before`, kills the leader with `fault`, and measures when the
+    /// device is declared offline against `OFFLINE_AFTER + failover + one scan`.
+    @Test func aSilentDeviceIsOfflineInItsBoundAcrossALeaderKill() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        let first = try await h.startMonitor(instance: "first")
+        #expect(try await h.eventually(.seconds(3)) { try await h.leader() == "hbm-leader-first" })
+        let second = try await h.startMonitor(instance: "second")
+        try await h.beat(id, token: token)
+        let beatAt = ContinuousClock.now
+        #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+        try await Task.sleep(until: beatAt + .milliseconds(1500))
+        // SIGKILL of the leader: its session dies with it
+        let killedAt = ContinuousClock.now
+        await first.kill()
+        _ = try await h.database.connection.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'hbm-leader-first'")
+        #expect(try await h.eventually(.seconds(5)) { try await h.leader() == "hbm-leader-second" })
+        let failover = Self.seconds(ContinuousClock.now - killedAt)
+        #expect(try await h.eventually(.seconds(8)) { try await h.status(id)?.status == "offline" })
+        let silence = try await h.database.connection.query(
+            "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar.flatMap(Double.init) ?? -1
+        let bound = Self.offlineAfter + failover + Self.scanInterval + 0.3
+        print("RELIABILITY: leader kill: failover \(failover) s; silent device offline after \(silence) s of silence (bound \(bound) s)")
+        #expect(silence >= Self.offlineAfter && silence <= bound, "offline after \(silence) s; bound \(bound) s")
+        await second.stop()
+        await h.shutdown()
+    }
+
+    @Test func aSilentDeviceIsOfflineInItsBoundAcrossAPostgreSQLRestart() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        let monitor = try await h.startMonitor(instance: "only")
+        #expect(try await h.eventually(.seconds(3)) { try await h.leader() == "hbm-leader-only" })
+        try await h.beat(id, token: token)
+        let beatAt = ContinuousClock.now
+        #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+        try await Task.sleep(until: beatAt + .milliseconds(1000))
+        let restartedAt = ContinuousClock.now
+        try await Services.run("stop", "postgres")
+        try await Services.run("start", "postgres")
+        let database = try await PostgresConnection.connect(url: h.database.url, applicationName: "test-after-restart")
+        func leader() async throws -> String? {
+            try await database.query("""
+                SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
+                """, [String(LeaderElector.lockKey)]).scalar
+        }
+        #expect(try await h.eventually(.seconds(8)) { try await leader() == "hbm-leader-only" })
+        let failover = Self.seconds(ContinuousClock.now - restartedAt)
+        #expect(try await h.eventually(.seconds(8)) {
+            try await database.query("SELECT status FROM devices WHERE id = $1", [id.string]).scalar == "offline"
+        })
+        let silence = try await database.query(
+            "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar.flatMap(Double.init) ?? -1
+        // the device became stale during the outage: it is declared at the first scan of the new term
+        let bound = max(Self.offlineAfter, Self.seconds(restartedAt - beatAt) + failover) + Self.scanInterval + 0.5
+        print("RELIABILITY: PostgreSQL restart: lock back after \(failover) s; silent device offline after \(silence) s of silence (bound \(bound) s)")
+        #expect(silence >= Self.offlineAfter && silence <= bound, "offline after \(silence) s; bound \(bound) s")
+        await database.close()
+        await monitor.stop()
+        await h.shutdown()
+    }
+
+    @Test func aLeaderCutOffFromRedisHandsOverToTheStandby() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        let proxy = try await TCPProxy.start(to: h.server.port)
+        let cutOff = try await h.startMonitor(instance: "cut", [
+            "REDIS_URL": proxy.url, "LEADER_REDIS_TIMEOUT_SECONDS": "1", "REDIS_TIMEOUT_SECONDS": "0.3",
+        ])
+        #expect(try await h.eventually(.seconds(3)) { try await h.leader() == "hbm-leader-cut" })
+        let standby = try await h.startMonitor(instance: "standby", ["LEADER_REDIS_TIMEOUT_SECONDS": "1"])
+        try await h.beat(id, token: token)
+        #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
+        let cutAt = ContinuousClock.now
+        await proxy.cut()
+        #expect(try await h.eventually(.seconds(6)) { try await h.leader() == "hbm-leader-standby" })
+        let handover = Self.seconds(ContinuousClock.now - cutAt)
+        print("RELIABILITY: leader cut off from Redis: standby leads \(handover) s after the cut (LEADER_REDIS_TIMEOUT_SECONDS=1)")
+        // the standby does the work: the silent device goes offline
+        #expect(try await h.eventually(.seconds(6)) { try await h.status(id)?.status == "offline" })
+        // and the cut-off instance does not take the lock back while it cannot reach Redis
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try await h.leader() == "hbm-leader-standby")
+        await standby.stop()
+        await cutOff.stop()
+        await h.shutdown()
+    }
+}
+
+/// `scripts/services.sh` for the services the test run shares (PostgreSQL, the Kafka mock).
+enum Services {
+    static func run(_ arguments: String...) async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let status = await offPool { ChildProcess.runToCompletion("/bin/bash", [root.path + "/scripts/services.sh"] + arguments) }
+        guard status == 0 else { throw TestFailure("services.sh \(arguments) exited \(status)") }
+    }
+}

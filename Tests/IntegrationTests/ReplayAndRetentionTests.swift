@@ -1,0 +1,178 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Shared
+import Testing
+
+@testable import Ingest
+@testable import Monitor
+
+/// What makes replays, trimming, fencing, retention and slow clients safe, on real Redis and
+/// PostgreSQL: each mechanism driven directly, in the state a crash or a stale leader leaves.
+@Suite(.serialized) struct ReplayAndRetentionTests {
+    @Test func trimmingKeepsEntriesAnotherInstanceStillHolds() async throws {
+        let server = try await RedisServer.start()
+        let redis = server.client()
+        let stream = "hb:{0}:transitions"
+        let old = StreamConsumer(redis: redis, group: TransitionApplier.group, consumer: "old-leader")
+        let new = StreamConsumer(redis: redis, group: TransitionApplier.group, consumer: "new-leader")
+        try await old.createGroup(on: [stream])
+        for index in 0..<10 {
+            try await redis.execute(["XADD", stream, "*", "device", "d\(index)", "type", "online", "at", "1", "last_heartbeat", "1"])
+        }
+        // the old leader read five entries and has not applied them when the new one reads on
+        let held = try await old.nextBatch(stream, count: 5).entries
+        let read = StreamEntry.fromRead(try await redis.execute(["XREADGROUP", "GROUP", TransitionApplier.group, "new-leader",
+                                                                   "COUNT", "5", "STREAMS", stream, ">"]))
+        try await new.acknowledge(read, on: stream)
+        try await new.trimAcknowledged(through: try #require(read.last?.id), on: stream)
+        #expect(try await redis.execute(["XLEN", stream]).integer == 10, "entries another instance holds were trimmed")
+        // the old leader dies; its entries are claimed whole and can then go
+        let (claimed, wasClaimed) = try await new.nextBatch(stream, count: 10)
+        #expect(wasClaimed && claimed.map(\.id) == held.map(\.id) && claimed.allSatisfy { !$0.fields.isEmpty })
+        try await new.acknowledge(claimed, on: stream)
+        try await new.trimAcknowledged(through: try #require(claimed.last?.id), on: stream)
+        #expect(try await redis.execute(["XLEN", stream]).integer == 5)
+        await redis.shutdown()
+        await server.stop()
+    }
+
+    /// `apply_transitions` on one device: (stream id, kind, at ms).
+    static func apply(_ db: PostgresConnection, _ device: DeviceID, _ entries: [(String, String, Int64)]) async throws {
+        try await db.query(TransitionBatch.sql, [
+            "0", PostgresArray.plain(entries.map(\.0)), PostgresArray.plain(entries.map { _ in device.string }),
+            PostgresArray.plain(entries.map(\.1)), PostgresArray.plain(entries.map { String($0.2) }),
+            PostgresArray.plain(entries.map { String($0.2) }), PostgresArray.plain(entries.map { $0.1 == "online" ? "heartbeat_received" : "heartbeat_timeout" }),
+            "2",
+        ])
+    }
+
+    @Test func replaysAreSkippedAndARepeatedStreamIDIsNot() async throws {
+        let database = try await TestDatabase.create()
+        try await Migrations.run(on: database.connection)
+        let db = database.connection
+        let id = DeviceID.random()
+        func status() async throws -> [String?] {
+            try await db.query("SELECT status, status_version FROM devices WHERE id = $1", [id.string]).rows.first ?? []
+        }
+        try await Self.apply(db, id, [("1-0", "online", 1000)])
+        try await Self.apply(db, id, [("2-0", "online", 2000)])  // changes nothing
+        try await Self.apply(db, id, [("3-0", "offline", 3000)])
+        #expect(try await status() == ["offline", "2"])
+        // a crash between commit and XACK: the no-change entry comes again after the newer one
+        try await Self.apply(db, id, [("2-0", "online", 2000)])
+        #expect(try await status() == ["offline", "2"], "a replayed entry was applied after a newer one")
+        // a Redis failover hands out a stream id again, for a different transition: it is applied
+        try await Self.apply(db, id, [("1-0", "online", 4000)])
+        #expect(try await status() == ["online", "3"])
+        await database.drop()
+    }
+
+    @Test func aHistoryBatchWrittenTwiceIsShownOnce() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            let (id, _) = try await OpsAPITests.register(client, name: "twice")
+            let payload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000))
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let entries = (0..<3).map { StreamEntry(id: "\(now + Int64($0))-0", fields: ["d": id.string, "t": String(now + Int64($0)), "p": payload.storedForm]) }
+            let batch = HistoryBatch(entries: entries, bucket: 1)
+            try await h.database.connection.query("SELECT ensure_history_partition(current_date)")
+            // COPY committed, XACK lost: the batch is written again by whoever claims it
+            try await h.database.connection.copyIn(HistoryBatch.copySQL, data: batch.data)
+            try await h.database.connection.copyIn(HistoryBatch.copySQL, data: batch.data)
+            #expect(try await h.database.connection.query("SELECT count(*) FROM heartbeat_history WHERE device_id = $1", [id.string]).scalar == "6")
+            let shown = try await OpsAPITests.call(client, .get, "/api/v1/devices/\(id)/heartbeats")
+            #expect((shown.json["heartbeats"] as? [Any])?.count == 3)
+        }
+        await h.shutdown()
+    }
+
+    @Test func writesOfAnInstanceThatLostTheLockAreRefused() async throws {
+        let database = try await TestDatabase.create()
+        try await Migrations.run(on: database.connection)
+        let holder = try await PostgresConnection.connect(url: database.url, applicationName: "holder")
+        #expect(try await holder.query("SELECT pg_try_advisory_lock($1)", [String(LeaderElector.lockKey)]).scalar == "t")
+        let pid = try #require(try await holder.query("SELECT pg_backend_pid()").scalar)
+        try await database.connection.query("SELECT assert_leader($1::int)", [pid])
+        await holder.close()  // the session dies: the lock with it
+        try await Task.sleep(for: .milliseconds(200))
+        await #expect(throws: PostgresError.self) { try await database.connection.query("SELECT assert_leader($1::int)", [pid]) }
+        await database.drop()
+    }
+
+    @Test func oneUndeliverableTopicDoesNotHoldBackTheOther() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        try await h.withMonitor(["OUTBOX_BATCH_SIZE": "5"]) { _ in
+            // more offline rows than a batch that the producer refuses (over message.max.bytes)
+            let huge = String(repeating: "x", count: 1_100_000)
+            for index in 0..<6 {
+                try await h.database.connection.query(
+                    "INSERT INTO outbox (event_id, topic, key, payload) VALUES (gen_random_uuid(), 'device.offline', $1, $2)", ["stuck-\(index)", huge])
+            }
+            try await h.beat(id, token: token)
+            #expect(try await h.eventually(.seconds(8)) {
+                try await h.database.connection.query(
+                    "SELECT count(*) FROM outbox WHERE topic = 'device.online' AND key = $1 AND published_at IS NOT NULL", [id.string]).scalar == "1"
+            }, "device.online waited behind undeliverable device.offline rows")
+            #expect(try await h.database.connection.query("SELECT count(*) FROM outbox WHERE key LIKE 'stuck-%' AND published_at IS NULL").scalar == "6")
+        }
+        await h.shutdown()
+    }
+
+    @Test func publishedOutboxRowsAndOldEventsArePurged() async throws {
+        let database = try await TestDatabase.create()
+        try await Migrations.run(on: database.connection)
+        let db = database.connection
+        let id = DeviceID.random()
+        try await db.query("INSERT INTO devices (id) VALUES ($1)", [id.string])
+        for (age, published) in [("10 days", true), ("1 minute", true), ("10 days", false)] {
+            try await db.query("""
+                INSERT INTO outbox (event_id, topic, key, payload, created_at, published_at)
+                VALUES (gen_random_uuid(), 'device.online', 'k', '{}', now() - $1::interval, CASE WHEN $2 THEN now() - $1::interval END)
+                """, [age, published ? "true" : "false"])
+        }
+        for (age, source) in [("100 days", "a"), ("1 day", "b")] {
+            try await db.query("""
+                INSERT INTO device_status_events (event_id, device_id, from_status, to_status, at, reason, status_version, source)
+                VALUES (gen_random_uuid(), $1, 'unknown', 'online', now() - $2::interval, 'heartbeat_received', 1, $3)
+                """, [id.string, age, source])
+        }
+        let pool = PostgresPool(url: database.url, applicationName: "purge", size: 1)
+        let purged = try await RetentionPolicy(outbox: .seconds(7 * 86_400), events: .seconds(90 * 86_400)).purge(pool)
+        #expect(purged == 2)
+        // the unpublished row is kept whatever its age: it has not reached Kafka yet
+        #expect(try await db.query("SELECT count(*) FROM outbox").scalar == "2")
+        #expect(try await db.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "1")
+        #expect(try await db.query("SELECT source FROM device_status_events").scalar == "b")
+        await pool.close()
+        await database.drop()
+    }
+
+    @Test func idleAndTricklingConnectionsAreClosed() async throws {
+        let h = try await GatewayHarness.start()
+        try await h.withGateway(["HTTP_IDLE_TIMEOUT_SECONDS": "1"]) { client in
+            guard let port = client.port else { Issue.record("no port"); return }
+            let started = ContinuousClock.now
+            // half a request head, never finished: the gateway closes the connection
+            _ = await offPool { RawSocket.exchange(port: port, send: Array("POST /api/v1/devices/x/heartbeat HTTP/1.1\r\nHost: a\r\n".utf8), timeout: .seconds(5)) }
+            let closedAfter = ContinuousClock.now - started
+            #expect(closedAfter >= .milliseconds(900) && closedAfter < .seconds(3), "closed after \(closedAfter)")
+        }
+        await h.shutdown()
+    }
+
+    @Test func outOfRangeDatesAre400() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.withMonitor { client in
+            let (id, _) = try await OpsAPITests.register(client, name: "dates")
+            for query in ["from=0001-01-01T00:00:00Z", "to=99999-01-01T00:00:00Z", "from=1969-12-31T23:59:59Z"] {
+                let response = try await OpsAPITests.call(client, .get, "/api/v1/devices/\(id)/heartbeats?\(query)")
+                #expect(response.status == .badRequest, "\(query): \(response.status)")
+                #expect(try await OpsAPITests.call(client, .get, "/api/v1/devices/\(id)/uptime?\(query)").status == .badRequest, "\(query)")
+            }
+        }
+        await h.shutdown()
+    }
+}
