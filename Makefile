@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build release run stop test unit-test bench clean
+.PHONY: deps build release run stop test unit-test chaos fuzz bench clean
 
 deps:            ## install the Debian packages (only what is missing)
 	scripts/install-deps.sh
@@ -25,6 +25,12 @@ test: deps       ## unit and integration tests (starts and stops its own service
 
 unit-test:       ## unit tests only, no services
 	swift test --filter UnitTests
+
+chaos: build     ## loadgen while Redis, PostgreSQL, Kafka and the leader monitor fail in turn, then audits (~3.5 min; own services under .run/chaos)
+	python3 scripts/chaos.py
+
+fuzz: build      ## schemathesis (pip install schemathesis) on both HTTP APIs from docs/openapi.yaml, all checks (~2.5 min; own services under .run/fuzz)
+	python3 scripts/fuzz.py $(FUZZ_ARGS)
 
 clean:
 	swift package clean

@@ -61,7 +61,7 @@ Queue a command for its next heartbeat:
   curl -sS -X POST http://127.0.0.1:$ADMIN_PORT/api/v1/devices/$DEMO_DEVICE_ID/commands -H 'Authorization: Bearer $ADMIN_TOKEN' \
     -H 'Content-Type: application/json' -d '{"type":"screenshot","payload":{},"ttl_seconds":600}'
 
-Events on Kafka:  kcat -b $KAFKA_BROKERS -C -t device.online -t device.offline -o beginning -e
+Events on Kafka:  kcat -b $KAFKA_BROKERS -G demo-\$\$ -X auto.offset.reset=earliest -e device.online device.offline
 Monitor readiness (leader, storm hold):  curl -sS http://127.0.0.1:$ADMIN_PORT/readyz
 Metrics: curl -sS http://127.0.0.1:$HTTP_PORT/metrics   curl -sS http://127.0.0.1:$ADMIN_PORT/metrics
 Admin token (ops API): $RUN/admin-token  — API reference: docs/openapi.yaml

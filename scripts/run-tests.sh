@@ -27,3 +27,7 @@ swift test --no-parallel "$@"
 # their own services under .run/fuzz; `make fuzz` is the long run.
 python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet 'schemathesis>=4,<5'
 python3 scripts/fuzz.py --short
+
+# The short chaos run: heartbeat-loadgen while Redis, PostgreSQL, Kafka and the leader fail in
+# turn, audited at the end (own services under .run/chaos-short); `make chaos` is the long one.
+python3 scripts/chaos.py --short

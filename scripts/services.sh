@@ -18,6 +18,8 @@
 #   PG_BINDIR          PostgreSQL server binaries (default: pg_config --bindir,
 #                      then /usr/lib/postgresql/15/bin)
 #   KAFKA_MOCK_ARGS    extra arguments for kafka-mock, e.g. "--brokers 3 --partitions 8"
+#   REDIS_APPENDONLY   yes: Redis keeps an append-only file in the run directory, so its data
+#                      survives `stop redis` / `start redis` (default: no, memory only)
 set -euo pipefail
 
 usage() {
@@ -46,6 +48,11 @@ esac
 
 REDIS_PORT=${REDIS_PORT:-6390}
 PG_PORT=${PG_PORT:-5440}
+REDIS_APPENDONLY=${REDIS_APPENDONLY:-no}
+case $REDIS_APPENDONLY in
+    yes | no) ;;
+    *) die "REDIS_APPENDONLY must be yes or no: $REDIS_APPENDONLY" ;;
+esac
 for p in "$REDIS_PORT" "$PG_PORT"; do
     if ! [[ $p =~ ^[0-9]+$ ]] || ((10#$p < 1 || 10#$p > 65535)); then die "invalid port: $p"; fi
 done
@@ -139,7 +146,7 @@ redis_start() {
     mkdir -p "$REDIS_DIR"
     rm -f "$REDIS_PIDFILE"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
-        --save "" --appendonly no --daemonize yes \
+        --save "" --appendonly "$REDIS_APPENDONLY" --daemonize yes \
         --hash-max-listpack-value 1024 \
         --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log" >/dev/null
     if ! wait_for 10 redis_ping; then

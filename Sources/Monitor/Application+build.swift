@@ -12,11 +12,12 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     let leadership = Leadership()
     let metrics = MonitorMetrics()
     let checkInterval = min(configuration.scanInterval / 2, .seconds(1))
+    let outages = RedisOutages(offlineAfter: configuration.offlineAfter)
     let elector = LeaderElector(postgresURL: configuration.postgresURL, redis: redis, instanceID: configuration.instanceID,
-                                leadership: leadership, checkInterval: checkInterval, redisTimeout: configuration.leaderRedisTimeout,
+                                leadership: leadership, checkInterval: checkInterval, redisTimeout: configuration.leaderRedisTimeout, outages: outages,
                                 metrics: metrics, logger: logger)
     let scanner = OfflineScanner(redis: redis, keys: configuration.keys, leadership: leadership,
-                                 offlineAfter: configuration.offlineAfter, scanInterval: configuration.scanInterval,
+                                 offlineAfter: configuration.offlineAfter, outages: outages, scanInterval: configuration.scanInterval,
                                  batchSize: configuration.scanBatchSize, storm: configuration.storm, metrics: metrics, logger: logger)
     let applier = TransitionApplier(redis: redis, keys: configuration.keys, leadership: leadership, consumer: configuration.instanceID,
                                     offlineAfter: configuration.offlineAfter, batchSize: configuration.applyBatchSize,

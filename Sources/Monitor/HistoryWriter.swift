@@ -35,6 +35,8 @@ struct HistoryWriter: Service {
     /// Entries that could not be read (not a device id, time and payload): skipped, never retried.
     let unreadable = Counter(label: "monitor_history_rows_unreadable_total")
     let purged = Counter(label: "monitor_retention_purged_rows_total")
+    /// The Redis `run_id` last seen, to notice a restart (``rebaselineAfterRestart()``).
+    let redisRunID = RunIDWatch()
 
     func run() async throws {
         var groupsReady = false
@@ -51,6 +53,7 @@ struct HistoryWriter: Service {
                         try await stream.createGroup(on: keys.allBuckets.map { keys.history(bucket: $0) })
                         groupsReady = true
                     }
+                    try await rebaselineAfterRestart()
                     if try await drainBuckets(lease) > 0 { worked = true }
                 } catch {
                     if StreamConsumer.isMissingGroup(error) { groupsReady = false }
@@ -144,10 +147,11 @@ struct HistoryWriter: Service {
 
     /// Entries the cap trimmed before this writer read them. Unread entries (the group's `lag`)
     /// are all still in the stream unless some were shed, because the writer only trims what it
-    /// has written: `lag > length` means at least `lag - length` rows were lost.
+    /// has written: `lag > length` means at least `lag - length` rows were lost. The lag is read
+    /// first: a heartbeat added between the two reads then only makes the stream longer (the other
+    /// way round it made lag = length + 1, a false alarm). After Redis reloads its data the lag is
+    /// not exact; ``rebaselineAfterRestart()`` sets it right before this runs again.
     private func detectShedding(_ stream: String) async throws {
-        // the group's lag first: a heartbeat added between the two reads then only makes the
-        // stream longer (read the other way round it made lag = length + 1, a false alarm)
         guard let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array,
             let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
             let length = Self.field("length", in: info)?.integer,
@@ -165,6 +169,34 @@ struct HistoryWriter: Service {
             // count the lost entries as read so the same loss is reported once
             try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered, "ENTRIESREAD", String(added - length)])
         }
+    }
+
+    /// When Redis restarted (its `run_id` changed), sets each history group's count of entries read
+    /// from what the stream holds: Redis does not keep that count exactly across an AOF reload, and
+    /// an inflated lag would report rows as shed that are all in PostgreSQL.
+    private func rebaselineAfterRestart() async throws {
+        let info = try await redis.execute(["INFO", "server"]).string ?? ""
+        guard let runID = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") }).map({ String($0.dropFirst(7)) }) else { return }
+        guard let previous = redisRunID.value, previous != runID else {
+            redisRunID.value = runID
+            return
+        }
+        for bucket in keys.allBuckets {
+            let stream = keys.history(bucket: bucket)
+            guard let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
+                let length = Self.field("length", in: info)?.integer,
+                let added = Self.field("entries-added", in: info)?.integer,
+                let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array,
+                let delivered = groups.lazy.map({ $0.array ?? [] }).first(where: { Self.field("name", in: $0)?.string == Self.group })
+                    .flatMap({ Self.field("last-delivered-id", in: $0)?.string })
+            else { continue }
+            // entries at or before the last delivered one are read (pending or written, not trimmed yet): few
+            let read = try await redis.execute(["XRANGE", stream, "-", delivered]).array?.count ?? 0
+            let unread = max(0, Int(length) - read)
+            try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered, "ENTRIESREAD", String(Int(added) - unread)])
+        }
+        redisRunID.value = runID  // only now: a pass cut short is done again
+        logger.notice("Redis restarted: history groups' read counts set from the streams", metadata: ["run_id": "\(runID)"])
     }
 
     /// The value after `name` in a flat `XINFO` reply.

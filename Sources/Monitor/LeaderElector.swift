@@ -18,6 +18,8 @@ struct LeaderElector: Service {
     let leadership: Leadership
     let checkInterval: Duration
     let redisTimeout: Duration
+    /// Where the probes of Redis are recorded (the scanner credits devices with the outages).
+    let outages: RedisOutages
     let metrics: MonitorMetrics
     let logger: Logger
 
@@ -27,7 +29,15 @@ struct LeaderElector: Service {
         defer { leadership.revoke() }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let redisOK = await redisAnswers()
-            if redisOK { redisReachedAt = .now }
+            if redisOK {
+                redisReachedAt = .now
+                if let outage = outages.reached() {
+                    logger.warning("Redis reachable again; devices get the outage on top of OFFLINE_AFTER for one OFFLINE_AFTER",
+                                   metadata: ["outage": "\(outage)"])
+                }
+            } else {
+                outages.missed()
+            }
             do {
                 let conn: PostgresConnection
                 if let connection, !connection.isBroken {

@@ -17,6 +17,8 @@ final class OfflineScanner: Service, Sendable {
     let keys: KeySchema
     let leadership: Leadership
     let offlineAfter: Duration
+    /// Recent Redis outages, added to `offlineAfter` for a while (``OutageCredit``).
+    let outages: RedisOutages
     let scanInterval: Duration
     let batchSize: Int
     let metrics: MonitorMetrics
@@ -26,12 +28,13 @@ final class OfflineScanner: Service, Sendable {
     /// The lease epoch the storm guard's state belongs to.
     private let guardEpoch = Mutex(0)
 
-    init(redis: RedisClient, keys: KeySchema, leadership: Leadership, offlineAfter: Duration, scanInterval: Duration,
-         batchSize: Int, storm: StormGuard.Settings, metrics: MonitorMetrics, logger: Logger) {
+    init(redis: RedisClient, keys: KeySchema, leadership: Leadership, offlineAfter: Duration, outages: RedisOutages,
+         scanInterval: Duration, batchSize: Int, storm: StormGuard.Settings, metrics: MonitorMetrics, logger: Logger) {
         self.redis = redis
         self.keys = keys
         self.leadership = leadership
         self.offlineAfter = offlineAfter
+        self.outages = outages
         self.scanInterval = scanInterval
         self.batchSize = batchSize
         self.metrics = metrics
@@ -56,7 +59,9 @@ final class OfflineScanner: Service, Sendable {
     func scan(_ lease: Leadership.Lease) async throws -> Report {
         let started = ContinuousClock.now
         defer { metrics.scanDuration.recordInterval(since: started) }
-        let afterMs = String(offlineAfter.milliseconds)
+        // silence the devices could not help (Redis out of reach) does not count
+        let silenceAllowed = offlineAfter + outages.credit
+        let afterMs = String(silenceAllowed.milliseconds)
         var report = Report()
         var perBucket = [Int](repeating: 0, count: keys.buckets)
         var nowMs: Int64 = 0
@@ -107,7 +112,7 @@ final class OfflineScanner: Service, Sendable {
         case .proceed:
             break
         }
-        let cutoff = String(nowMs - offlineAfter.milliseconds)
+        let cutoff = String(nowMs - silenceAllowed.milliseconds)
         for bucket in keys.allBuckets where perBucket[bucket] > 0 {
             while leadership.holds(lease) {
                 let reply = try await redis.run(OfflineScanScript.apply,

@@ -100,7 +100,7 @@ struct RegistrySeeder: Service {
         var newest: [Int: Int64] = [:]
         for row in rows {
             guard let last = row.lastHeartbeatMs else { continue }
-            newest[keys.bucket(of: row.id), default: last] = max(newest[keys.bucket(of: row.id)] ?? last, last)
+            newest[keys.bucket(of: row.id)] = max(newest[keys.bucket(of: row.id)] ?? last, last)
         }
         return newest.mapValues { max(0, nowMs - $0) }
     }

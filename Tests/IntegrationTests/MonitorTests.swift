@@ -151,10 +151,13 @@ import Testing
     @Test func theStormGuardHoldsAMassOfflineUntilReleased() async throws {
         let h = try await MonitorHarness.start()
         let devices = try await h.register(10)
+        // all ten fall silent together while no monitor runs (beats a few ms apart could otherwise
+        // straddle a scan and go out in two slices): the new leader's first scan sees the storm
+        for (id, token) in devices { try await h.beat(id, token: token) }
+        try await Task.sleep(for: .seconds(2.5))
         try await h.withMonitor(["MASS_OFFLINE_MIN_DEVICES": "5", "MASS_OFFLINE_FRACTION": "0.5", "MASS_OFFLINE_HOLD_SECONDS": "60"]) { client in
-            for (id, token) in devices { try await h.beat(id, token: token) }
-            // all ten fall silent together: a storm, so nobody is declared offline
-            try await Task.sleep(for: .seconds(4))
+            // a storm, so nobody is declared offline (their online transitions are applied)
+            try await Task.sleep(for: .seconds(1.5))
             for (id, _) in devices { #expect(try await h.status(id)?.status == "online") }
             let ready = try await client.execute(uri: "/readyz", method: .get)
             #expect(String(buffer: ready.body).contains(#""mass_offline_hold":true"#))
@@ -177,9 +180,10 @@ import Testing
     @Test func theStormGuardHoldEndsAfterItsLongestHold() async throws {
         let h = try await MonitorHarness.start()
         let devices = try await h.register(6)
+        for (id, token) in devices { try await h.beat(id, token: token) }
+        try await Task.sleep(for: .seconds(2.5))  // silent together before the monitor starts, as above
         try await h.withMonitor(["MASS_OFFLINE_MIN_DEVICES": "5", "MASS_OFFLINE_HOLD_SECONDS": "2"]) { _ in
-            for (id, token) in devices { try await h.beat(id, token: token) }
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .seconds(1))
             for (id, _) in devices { #expect(try await h.status(id)?.status == "online") }
             #expect(try await h.eventually(.seconds(4)) {
                 for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }

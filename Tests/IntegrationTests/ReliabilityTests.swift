@@ -110,6 +110,80 @@ import Testing
         await h.shutdown()
     }
 
+    @Test func aRedisOutageLongerThanOfflineAfterDeclaresNoBeatingDeviceOffline() async throws {
+        let h = try await MonitorHarness.start(appendOnly: true)
+        let beating = try await h.register(8)
+        let silent = try await h.register(1)
+        try await h.withMonitor { _ in
+            for (id, token) in beating + silent { try await h.beat(id, token: token) }
+            // beats 1.5 s apart: after the outage a device's next beat can come well after the first scan
+            let beater = Beater()
+            let load = Task { await beater.run(h, beating, every: .milliseconds(1500)) }
+            #expect(try await h.eventually(.seconds(3)) {
+                try await h.database.connection.query("SELECT count(*) FROM devices WHERE status = 'online'").scalar == "9"
+            })
+            // Redis away longer than OFFLINE_AFTER (its data kept): every heartbeat meanwhile gets 503
+            await h.server.stop()
+            let down = ContinuousClock.now
+            try await Task.sleep(for: .seconds(Self.offlineAfter + 0.5))
+            try await h.server.start(appendOnly: true)
+            let outage = Self.seconds(ContinuousClock.now - down)
+            try await Task.sleep(for: .seconds(Self.offlineAfter + 2 * Self.scanInterval))
+            beater.stopped.withLock { $0 = true }
+            await load.value
+            print("RELIABILITY: Redis outage with data kept: \(outage) s down, outcomes \(beater.outcomes.withLock { $0 })")
+            for (id, _) in beating {
+                #expect(try await h.events(id).map(\.status) == ["online"], "\(id) was declared offline while it kept trying")
+            }
+            // the device silent since before the outage is declared offline, once, the outage later
+            #expect(try await h.eventually(.seconds(Self.offlineAfter + 2)) { try await h.status(silent[0].0)?.status == "offline" })
+            #expect(try await h.events(silent[0].0).map(\.status) == ["online", "offline"])
+        }
+        await h.shutdown()
+    }
+
+    @Test func aRedisRestartReportsNoHistoryRowsShed() async throws {
+        let h = try await MonitorHarness.start(appendOnly: true)
+        let (id, token) = try await h.register(1)[0]
+        @Sendable func rows() async throws -> Int {
+            Int(try await h.database.connection.query("SELECT count(*) FROM heartbeat_history").scalar ?? "0") ?? 0
+        }
+        try await h.withMonitor { _ in
+            try await h.beat(id, token: token)
+            #expect(try await h.eventually(.seconds(5)) { try await rows() == 1 })
+        }
+        // a real shed first (no monitor, far more beats than the cap): the writer reports it once
+        // and moves the group's read count, which Redis does not keep exactly across a reload
+        let capped = RedisHeartbeatStore(redis: h.redis, keys: h.keys, minimumInterval: .zero, historyStreamCap: 1000)
+        let payload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000))
+        for _ in 0..<3000 { _ = try await capped.record(payload, tokenHash: DeviceToken.hash(token)) }
+        try await h.withMonitor { client in
+            @Sendable func shedCounted() async throws -> Double {
+                let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                let line = text.split(separator: "\n").first { $0.hasPrefix("monitor_history_stream_overflow_total ") }
+                return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            #expect(try await h.eventually(.seconds(5)) { try await shedCounted() > 0 })
+            let stable = try await h.eventually(.seconds(8)) {
+                let before = try await rows()
+                try await Task.sleep(for: .milliseconds(500))
+                return try await rows() == before && before > 1000
+            }
+            #expect(stable)
+            let (shedBefore, rowsBefore) = (try await shedCounted(), try await rows())
+            for _ in 0..<50 { try await h.beat(id, token: token) }
+            #expect(try await h.eventually(.seconds(5)) { try await rows() == rowsBefore + 50 })
+            // Redis restarts with its data (AOF)
+            await h.server.stop()
+            try await h.server.start(appendOnly: true)
+            for _ in 0..<50 { _ = try? await h.beat(id, token: token) }
+            #expect(try await h.eventually(.seconds(8)) { try await rows() == rowsBefore + 100 })
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await shedCounted() == shedBefore, "rows reported shed after the restart that are all in PostgreSQL")
+        }
+        await h.shutdown()
+    }
+
     @Test func devicesPostgreSQLHoldsOnlineButRedisLostAreReconciled() async throws {
         let h = try await MonitorHarness.start()
         let devices = try await h.register(2)

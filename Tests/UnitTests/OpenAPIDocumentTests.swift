@@ -47,7 +47,7 @@ import Testing
         let redis = RedisClient(configuration: .init(endpoint: RedisEndpoint(port: 1)), logger: Logger(label: "unused"))
         let leadership = Leadership()
         let db = PostgresPool(url: "postgres://unused", applicationName: "unused")
-        let scanner = OfflineScanner(redis: redis, keys: KeySchema(buckets: 1), leadership: leadership, offlineAfter: .seconds(1),
+        let scanner = OfflineScanner(redis: redis, keys: KeySchema(buckets: 1), leadership: leadership, offlineAfter: .seconds(1), outages: RedisOutages(offlineAfter: .seconds(1)),
                                      scanInterval: .seconds(1), batchSize: 1, storm: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)),
                                      metrics: MonitorMetrics(), logger: Logger(label: "unused"))
         let monitor = Self.normalized(buildAdminRouter(

@@ -20,11 +20,11 @@ struct MonitorHarness {
     let database: TestDatabase
     let kafkaBrokers: String
 
-    static func start() async throws -> MonitorHarness {
+    static func start(appendOnly: Bool = false) async throws -> MonitorHarness {
         guard let brokers = ProcessInfo.processInfo.environment["KAFKA_BROKERS"] else {
             throw TestFailure("KAFKA_BROKERS is not set: run the tests with `make test` (scripts/run-tests.sh starts the Kafka mock)")
         }
-        let server = try await RedisServer.start()
+        let server = try await RedisServer.start(appendOnly: appendOnly)
         let redis = server.client()
         let keys = KeySchema(buckets: 4)
         return MonitorHarness(
