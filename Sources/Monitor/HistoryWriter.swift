@@ -35,7 +35,7 @@ struct HistoryWriter: Service {
     /// Entries that could not be read (not a device id, time and payload): skipped, never retried.
     let unreadable = Counter(label: "monitor_history_rows_unreadable_total")
     let purged = Counter(label: "monitor_retention_purged_rows_total")
-    /// The Redis `run_id` last seen, to notice a restart (``rebaselineAfterRestart()``).
+    /// The Redis `run_id` last seen, to notice a restart (``rebaselineReadCounts()``).
     let redisRunID = RunIDWatch()
 
     func run() async throws {
@@ -43,6 +43,8 @@ struct HistoryWriter: Service {
         var lastMaintenance: ContinuousClock.Instant?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var worked = false
+            // standbys watch too: the instance that leads after a Redis restart may not have led before it
+            await watchRedisRestarts()
             if let lease = leadership.current {
                 do {
                     if lastMaintenance.map({ ContinuousClock.now - $0 > .seconds(3600) }) ?? true {
@@ -53,7 +55,7 @@ struct HistoryWriter: Service {
                         try await stream.createGroup(on: keys.allBuckets.map { keys.history(bucket: $0) })
                         groupsReady = true
                     }
-                    try await rebaselineAfterRestart()
+                    if redisRunID.rebaselineDue { try await rebaselineReadCounts() }
                     if try await drainBuckets(lease) > 0 { worked = true }
                 } catch {
                     if StreamConsumer.isMissingGroup(error) { groupsReady = false }
@@ -150,7 +152,7 @@ struct HistoryWriter: Service {
     /// has written: `lag > length` means at least `lag - length` rows were lost. The lag is read
     /// first: a heartbeat added between the two reads then only makes the stream longer (the other
     /// way round it made lag = length + 1, a false alarm). After Redis reloads its data the lag is
-    /// not exact; ``rebaselineAfterRestart()`` sets it right before this runs again.
+    /// not exact; ``rebaselineReadCounts()`` sets it right before this runs again.
     private func detectShedding(_ stream: String) async throws {
         guard let groups = try await redis.execute(["XINFO", "GROUPS", stream]).array,
             let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
@@ -171,16 +173,19 @@ struct HistoryWriter: Service {
         }
     }
 
-    /// When Redis restarted (its `run_id` changed), sets each history group's count of entries read
-    /// from what the stream holds: Redis does not keep that count exactly across an AOF reload, and
-    /// an inflated lag would report rows as shed that are all in PostgreSQL.
-    private func rebaselineAfterRestart() async throws {
-        let info = try await redis.execute(["INFO", "server"]).string ?? ""
-        guard let runID = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") }).map({ String($0.dropFirst(7)) }) else { return }
-        guard let previous = redisRunID.value, previous != runID else {
-            redisRunID.value = runID
-            return
-        }
+    /// Notes a Redis restart (its `run_id` changed), so the leader sets the history groups' read
+    /// counts from the streams (``rebaselineReadCounts()``) before it looks for shed rows again.
+    private func watchRedisRestarts() async {
+        guard let info = try? await redis.execute(["INFO", "server"]).string,
+            let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") })
+        else { return }
+        redisRunID.observe(String(line.dropFirst("run_id:".count)))
+    }
+
+    /// Sets each history group's count of entries read from what its stream holds: Redis does not
+    /// keep that count exactly across an AOF reload, and an inflated lag would report rows as shed
+    /// that are all in PostgreSQL.
+    private func rebaselineReadCounts() async throws {
         for bucket in keys.allBuckets {
             let stream = keys.history(bucket: bucket)
             guard let info = try await redis.execute(["XINFO", "STREAM", stream]).array,
@@ -195,8 +200,8 @@ struct HistoryWriter: Service {
             let unread = max(0, Int(length) - read)
             try await redis.execute(["XGROUP", "SETID", stream, Self.group, delivered, "ENTRIESREAD", String(Int(added) - unread)])
         }
-        redisRunID.value = runID  // only now: a pass cut short is done again
-        logger.notice("Redis restarted: history groups' read counts set from the streams", metadata: ["run_id": "\(runID)"])
+        redisRunID.rebaselined()  // only now: a pass cut short is done again
+        logger.notice("Redis restarted: history groups' read counts set from the streams")
     }
 
     /// The value after `name` in a flat `XINFO` reply.
