@@ -28,6 +28,8 @@ struct App {
           ADMIN_TOKEN (required)             bearer token of the ops API (16+ characters)
           ADMIN_HOST, ADMIN_PORT             ops API address (default 127.0.0.1:8081)
           REDIS_URL, POSTGRES_URL            stores (defaults redis://127.0.0.1:6379, postgres://heartbeat@127.0.0.1:5432/heartbeat)
+          REDIS_TIMEOUT_SECONDS, REDIS_CONNECTIONS
+                                             Redis connect/reply timeout, pipelined connections (defaults 1, 1)
           KAFKA_BROKERS                      host:port[,…] (default 127.0.0.1:9092)
           OFFLINE_AFTER_SECONDS              silence before a device is offline (default 600)
           SCAN_INTERVAL_SECONDS              offline scan period (default 60)
@@ -35,6 +37,9 @@ struct App {
           MASS_OFFLINE_FRACTION, MASS_OFFLINE_MIN_DEVICES, MASS_OFFLINE_HOLD_SECONDS
                                              storm guard (defaults 0.5, 50, 900)
           MONITOR_INSTANCE_ID                consumer name (default host-pid)
+          MONITOR_POLL_INTERVAL_SECONDS      idle pause of applier, history writer, relay (default 0.1)
+          SCAN_BATCH_SIZE, APPLY_BATCH_SIZE  per script call / per apply batch (defaults 2000, 1000)
+          OUTBOX_BATCH_SIZE                  outbox rows per topic per round (default 500)
           RECONCILE_INTERVAL_SECONDS         PostgreSQL/Redis online reconciliation period (default 300)
           LEADER_REDIS_TIMEOUT_SECONDS       a leader without Redis this long gives up the lock (default 10)
           OUTBOX_RETENTION_HOURS             published outbox rows kept (default 168)
@@ -42,6 +47,7 @@ struct App {
           HISTORY_RETENTION_DAYS             heartbeat history kept (default 30)
           HTTP_IDLE_TIMEOUT_SECONDS          ops API idle connections closed after (default 30)
           HTTP_MAX_CONNECTIONS               ops API open connections (default: fd limit - 128, ≤ 10000)
+          ALERT_WEBHOOK_URL                  Alertmanager base URL (read; alerts are not sent yet)
           LOG_LEVEL                          trace … critical (default info)
         """
 }
