@@ -778,7 +778,7 @@ try:
     psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     log(f"services: {urls['REDIS_URL']} (appendonly {redis_cli('CONFIG', 'GET', 'appendonly').split()[-1]}), {urls['POSTGRES_URL']}, Kafka {urls['KAFKA_BROKERS']}")
 
-    common = {"REDIS_URL": urls["REDIS_URL"], "LOG_LEVEL": "info"}
+    common = {"REDIS_URL": urls["REDIS_URL"], "LOG_LEVEL": "info", "LOG_FORMAT": "text"}  # the log summary reads text lines
     monitor_env = dict(common, POSTGRES_URL=urls["POSTGRES_URL"], KAFKA_BROKERS=urls["KAFKA_BROKERS"], ADMIN_HOST="127.0.0.1",
                        ADMIN_TOKEN=ADMIN_TOKEN, OFFLINE_AFTER_SECONDS=str(args.offline_after), SCAN_INTERVAL_SECONDS=str(args.scan_interval),
                        LEADER_REDIS_TIMEOUT_SECONDS="1", RECONCILE_INTERVAL_SECONDS="5")

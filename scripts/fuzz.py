@@ -181,7 +181,7 @@ class Stack:
         admin_port, http_port = free_port(), free_port()
         while http_port == admin_port:
             http_port = free_port()
-        common = {"REDIS_URL": urls["REDIS_URL"], "LOG_LEVEL": "warning"}
+        common = {"REDIS_URL": urls["REDIS_URL"], "LOG_LEVEL": "warning", "LOG_FORMAT": "text"}
         self.spawn("heartbeat-monitor", {
             **common, "POSTGRES_URL": postgres_url, "KAFKA_BROKERS": urls["KAFKA_BROKERS"],
             "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(admin_port), "ADMIN_TOKEN": self.admin_token,

@@ -10,8 +10,9 @@ import Shared
 struct App {
     static func main() async throws {
         if ProcessStartup.helpRequested(usage) { return }
+        if ProcessStartup.versionRequested("heartbeat-ingest") { return }
         let configuration = ProcessStartup.configuration("heartbeat-ingest") { reader throws(ConfigurationError) in try IngestConfiguration(reader: reader) }
-        let logger = ProcessStartup.logger("heartbeat-ingest", level: configuration.logLevel)
+        let logger = ProcessStartup.logger("heartbeat-ingest", level: configuration.logLevel, format: configuration.logFormat)
         let app = buildApplication(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
         do {
             try await app.runService()
@@ -35,5 +36,9 @@ struct App {
           HTTP_IDLE_TIMEOUT_SECONDS            idle or half-sent connections closed after (default 30)
           HTTP_MAX_CONNECTIONS                 open connections accepted at once (default: fd limit - 128, ≤ 10000)
           LOG_LEVEL                            trace … critical (default info)
+          LOG_FORMAT                           json lines on stdout or text on stderr (default: json unless stdout is a terminal)
+
+        Any variable may instead be read from a file: NAME_FILE=/path (for secrets mounted as files).
+        --version prints the version; --help this text.
         """
 }

@@ -17,9 +17,10 @@ struct IngestConfiguration: Sendable {
     /// Idle timeout and connection cap of the device-facing port.
     var http: HTTPServerLimits
     var logLevel: Logger.Level
+    var logFormat: LogFormat
 
     init(reader: ConfigReader) throws(ConfigurationError) {
-        host = reader.text("http.host", default: "0.0.0.0")
+        host = try reader.text("http.host", default: "0.0.0.0")
         port = try reader.integer("http.port", default: 8080, in: 0...65535)  // 0: any free port
         redis = try reader.redisClientConfiguration()
         keys = try reader.keySchema()
@@ -28,5 +29,6 @@ struct IngestConfiguration: Sendable {
         maxBodyBytes = 16 * 1024
         http = try reader.httpServerLimits()
         logLevel = try reader.logLevel()
+        logFormat = try reader.logFormat()
     }
 }

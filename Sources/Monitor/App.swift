@@ -10,8 +10,9 @@ import Shared
 struct App {
     static func main() async throws {
         if ProcessStartup.helpRequested(usage) { return }
+        if ProcessStartup.versionRequested("heartbeat-monitor") { return }
         let configuration = ProcessStartup.configuration("heartbeat-monitor") { reader throws(ConfigurationError) in try MonitorConfiguration(reader: reader) }
-        let logger = ProcessStartup.logger("heartbeat-monitor", level: configuration.logLevel)
+        let logger = ProcessStartup.logger("heartbeat-monitor", level: configuration.logLevel, format: configuration.logFormat)
         let app = try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
         do {
             try await app.runService()
@@ -31,6 +32,7 @@ struct App {
           REDIS_TIMEOUT_SECONDS, REDIS_CONNECTIONS
                                              Redis connect/reply timeout, pipelined connections (defaults 1, 1)
           KAFKA_BROKERS                      host:port[,…] (default 127.0.0.1:9092)
+          KAFKA_PROPERTIES                   extra librdkafka properties, k=v,k=v (TLS, SASL)
           OFFLINE_AFTER_SECONDS              silence before a device is offline (default 600)
           SCAN_INTERVAL_SECONDS              offline scan period (default 60)
           BUCKETS                            Redis buckets, as the gateway's (default 16)
@@ -49,5 +51,9 @@ struct App {
           HTTP_MAX_CONNECTIONS               ops API open connections (default: fd limit - 128, ≤ 10000)
           ALERT_WEBHOOK_URL                  Alertmanager base URL (read; alerts are not sent yet)
           LOG_LEVEL                          trace … critical (default info)
+          LOG_FORMAT                         json lines on stdout or text on stderr (default: json unless stdout is a terminal)
+
+        Any variable may instead be read from a file: NAME_FILE=/path (for secrets mounted as files).
+        --version prints the version; --help this text.
         """
 }

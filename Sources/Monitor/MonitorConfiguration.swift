@@ -9,6 +9,8 @@ struct MonitorConfiguration: Sendable {
     var keys: KeySchema
     var postgresURL: String
     var kafkaBrokers: String
+    /// Extra librdkafka properties (`KAFKA_PROPERTIES=k=v,k=v`: TLS, SASL), over the producer's own.
+    var kafkaProperties: [String: String]
     var adminHost: String
     var adminPort: Int
     var adminToken: String
@@ -35,19 +37,21 @@ struct MonitorConfiguration: Sendable {
     /// Outbox rows read per topic per relay round.
     var outboxBatchSize: Int
     var logLevel: Logger.Level
+    var logFormat: LogFormat
 
     init(reader: ConfigReader) throws(ConfigurationError) {
         redis = try reader.redisClientConfiguration()
         keys = try reader.keySchema()
-        postgresURL = reader.text("postgres.url", default: "postgres://heartbeat@127.0.0.1:5432/heartbeat")
+        postgresURL = try reader.text("postgres.url", default: "postgres://heartbeat@127.0.0.1:5432/heartbeat", isSecret: true)
         guard postgresURL.hasPrefix("postgres://") || postgresURL.hasPrefix("postgresql://") else {
             throw ConfigurationError(variable: "POSTGRES_URL", value: ConfigReader.redactingPassword(postgresURL),
                                      reason: "expected postgres://user[:password]@host[:port]/database")
         }
-        kafkaBrokers = reader.text("kafka.brokers", default: "127.0.0.1:9092")
-        adminHost = reader.text("admin.host", default: "127.0.0.1")
+        kafkaBrokers = try reader.text("kafka.brokers", default: "127.0.0.1:9092")
+        kafkaProperties = try reader.keyValueList("kafka.properties", isSecret: true)
+        adminHost = try reader.text("admin.host", default: "127.0.0.1")
         adminPort = try reader.integer("admin.port", default: 8081, in: 0...65535)
-        guard let token = reader.optionalText("admin.token", isSecret: true) else {
+        guard let token = try reader.optionalText("admin.token", isSecret: true) else {
             throw ConfigurationError(variable: "ADMIN_TOKEN", value: nil, reason: "is required: the ops API refuses to run without a bearer token")
         }
         guard token.count >= 16 else {
@@ -61,8 +65,8 @@ struct MonitorConfiguration: Sendable {
             fraction: try reader.fraction("mass.offline.fraction", default: 0.5),
             maxHold: try reader.seconds("mass.offline.hold.seconds", default: 900))
         historyRetentionDays = try reader.integer("history.retention.days", default: 30, in: 1...3650)
-        alertWebhookURL = reader.optionalText("alert.webhook.url")
-        instanceID = reader.text("monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
+        alertWebhookURL = try reader.optionalText("alert.webhook.url", isSecret: true)
+        instanceID = try reader.text("monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
         applyBatchSize = try reader.integer("apply.batch.size", default: 1000, in: 1...100_000)
         pollInterval = try reader.seconds("monitor.poll.interval.seconds", default: 0.1)
@@ -74,5 +78,6 @@ struct MonitorConfiguration: Sendable {
             outbox: .seconds(3600 * (try reader.integer("outbox.retention.hours", default: 168, in: 1...87_600))),
             events: .seconds(86_400 * (try reader.integer("events.retention.days", default: 90, in: 1...36_500))))
         logLevel = try reader.logLevel()
+        logFormat = try reader.logFormat()
     }
 }

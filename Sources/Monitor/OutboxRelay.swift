@@ -12,6 +12,8 @@ import Shared
 struct OutboxRelay: Service {
     let postgresURL: String
     let brokers: String
+    /// Extra librdkafka properties (`KAFKA_PROPERTIES`).
+    let properties: [String: String]
     let leadership: Leadership
     let batchSize: Int
     let pollInterval: Duration
@@ -19,7 +21,7 @@ struct OutboxRelay: Service {
     let logger: Logger
 
     func makeProducer() throws -> KafkaProducer {
-        try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10))
+        try KafkaProducer(brokers: brokers, clientID: "heartbeat-monitor", messageTimeout: .seconds(10), properties: properties)
     }
 
     func run() async throws {

@@ -95,6 +95,28 @@ import Testing
         await redis.stop()
     }
 
+    @Test func versionAndJSONLogLinesWhenStdoutIsNotATerminal() async throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let version = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), ["--version"], environment: Self.environment([:]), output: output)
+        #expect(await offPool { version.terminate(signal: 0, timeout: .seconds(5)) } == 0)
+        #expect((try? String(contentsOfFile: output, encoding: .utf8)) == "heartbeat-ingest \(BuildInfo.version)\n")
+        try FileManager.default.removeItem(atPath: output)
+        // no LOG_FORMAT and stdout a file: one JSON object per line
+        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": "redis://127.0.0.1:1", "LOG_LEVEL": "info",
+        ]), output: output)
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(await offPool { child.terminate() } == 0)
+        let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] is String && object?["logger"] as? String == "heartbeat-ingest" && object?["message"] is String, "\(line)")
+            #expect((object?["timestamp"] as? String).flatMap { UTCTimestamp(iso8601: $0) } != nil, "\(line)")
+        }
+    }
+
     @Test func theMonitorRefusesToStartWithoutAnAdminToken() async throws {
         let child = try ChildProcess.spawn(try Self.binary("heartbeat-monitor"), [], environment: Self.environment([:]))
         let code = await offPool { child.terminate(signal: 0, timeout: .seconds(5)) }

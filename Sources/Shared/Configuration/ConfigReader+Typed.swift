@@ -10,16 +10,29 @@ extension ConfigReader {
         key.uppercased().replacingOccurrences(of: ".", with: "_")
     }
 
-    private func text(_ key: String, isSecret: Bool = false) -> String? {
-        guard let value = string(forKey: ConfigKey(key), isSecret: isSecret)?.trimmingCharacters(in: .whitespaces),
-            !value.isEmpty
-        else { return nil }
-        return value
+    /// The value of `key`, or of the file `<KEY>_FILE` names (a secret mounted as a file: the
+    /// file's content with surrounding white space and line breaks removed); `nil` when neither is
+    /// set or the value is empty. Both set is refused, so a stale variable cannot win silently.
+    private func text(_ key: String, isSecret: Bool = false) throws(ConfigurationError) -> String? {
+        let direct = string(forKey: ConfigKey(key), isSecret: isSecret)?.trimmingCharacters(in: .whitespaces)
+        if let path = string(forKey: ConfigKey(key + ".file"))?.trimmingCharacters(in: .whitespaces), !path.isEmpty {
+            guard direct?.isEmpty ?? true else {
+                throw ConfigurationError(variable: Self.variableName(key + ".file"), value: path,
+                                         reason: "is set together with \(Self.variableName(key)): set one of them")
+            }
+            guard let data = FileManager.default.contents(atPath: path), let content = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError(variable: Self.variableName(key + ".file"), value: path, reason: "names a file that cannot be read")
+            }
+            let value = content.trimmingCharacters(in: .whitespacesAndNewlines)
+            return value.isEmpty ? nil : value
+        }
+        guard let direct, !direct.isEmpty else { return nil }
+        return direct
     }
 
     /// A duration in seconds, fractions allowed (`0.5`), strictly positive unless `allowZero`.
     public func seconds(_ key: String, default fallback: Double, allowZero: Bool = false) throws(ConfigurationError) -> Duration {
-        guard let raw = text(key) else { return .seconds(fallback) }
+        guard let raw = try text(key) else { return .seconds(fallback) }
         guard let value = Double(raw), value.isFinite, allowZero ? value >= 0 : value > 0 else {
             throw ConfigurationError(variable: Self.variableName(key), value: raw,
                                      reason: "expected a \(allowZero ? "non-negative" : "positive") number of seconds, e.g. 60 or 0.5")
@@ -29,7 +42,7 @@ extension ConfigReader {
 
     /// An integer within `range`.
     public func integer(_ key: String, default fallback: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
-        guard let raw = text(key) else { return fallback }
+        guard let raw = try text(key) else { return fallback }
         guard let value = Int(raw), range.contains(value) else {
             throw ConfigurationError(variable: Self.variableName(key), value: raw,
                                      reason: "expected an integer from \(range.lowerBound) to \(range.upperBound)")
@@ -39,26 +52,26 @@ extension ConfigReader {
 
     /// A fraction within `0...1`.
     public func fraction(_ key: String, default fallback: Double) throws(ConfigurationError) -> Double {
-        guard let raw = text(key) else { return fallback }
+        guard let raw = try text(key) else { return fallback }
         guard let value = Double(raw), value >= 0, value <= 1 else {
             throw ConfigurationError(variable: Self.variableName(key), value: raw, reason: "expected a number from 0 to 1")
         }
         return value
     }
 
-    /// A string, or `fallback` when unset or empty.
-    public func text(_ key: String, default fallback: String) -> String {
-        text(key) ?? fallback
+    /// A string, or `fallback` when unset or empty. `<KEY>_FILE` may name a file holding it.
+    public func text(_ key: String, default fallback: String, isSecret: Bool = false) throws(ConfigurationError) -> String {
+        try text(key, isSecret: isSecret) ?? fallback
     }
 
-    /// An optional string (`nil` when unset or empty).
-    public func optionalText(_ key: String, isSecret: Bool = false) -> String? {
-        text(key, isSecret: isSecret)
+    /// An optional string (`nil` when unset or empty). `<KEY>_FILE` may name a file holding it.
+    public func optionalText(_ key: String, isSecret: Bool = false) throws(ConfigurationError) -> String? {
+        try text(key, isSecret: isSecret)
     }
 
     /// `LOG_LEVEL`: trace, debug, info, notice, warning, error or critical.
     public func logLevel() throws(ConfigurationError) -> Logger.Level {
-        let raw = text("log.level", default: "info")
+        let raw = try text("log.level", default: "info")
         guard let level = Logger.Level(rawValue: raw.lowercased()) else {
             throw ConfigurationError(variable: "LOG_LEVEL", value: raw,
                                      reason: "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -66,9 +79,34 @@ extension ConfigReader {
         return level
     }
 
+    /// `k=v,k=v` (commas or line breaks between pairs), e.g. `KAFKA_PROPERTIES`; empty when unset.
+    public func keyValueList(_ key: String, isSecret: Bool = false) throws(ConfigurationError) -> [String: String] {
+        guard let raw = try text(key, isSecret: isSecret) else { return [:] }
+        var pairs: [String: String] = [:]
+        for item in raw.split(whereSeparator: { $0 == "," || $0.isNewline }) {
+            let pair = item.trimmingCharacters(in: .whitespaces)
+            guard !pair.isEmpty else { continue }
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                throw ConfigurationError(variable: Self.variableName(key), value: isSecret ? nil : raw,
+                                         reason: "expected name=value pairs separated by commas; '\(pair.prefix(while: { $0 != "=" }))' has no value")
+            }
+            pairs[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
+        return pairs
+    }
+
+    /// `LOG_FORMAT`: `json` or `text`; by default `json` when standard output is not a terminal.
+    public func logFormat() throws(ConfigurationError) -> LogFormat {
+        guard let raw = try text("log.format") else { return isatty(STDOUT_FILENO) == 1 ? .text : .json }
+        guard let format = LogFormat(rawValue: raw.lowercased()) else {
+            throw ConfigurationError(variable: "LOG_FORMAT", value: raw, reason: "expected json or text")
+        }
+        return format
+    }
+
     /// The Redis client settings: `REDIS_URL`, `REDIS_TIMEOUT_SECONDS`, `REDIS_CONNECTIONS`.
     public func redisClientConfiguration() throws(ConfigurationError) -> RedisClient.Configuration {
-        let url = text("redis.url", default: "redis://127.0.0.1:6379")
+        let url = try text("redis.url", default: "redis://127.0.0.1:6379", isSecret: true)
         guard let endpoint = RedisEndpoint(url: url) else {
             throw ConfigurationError(variable: "REDIS_URL", value: Self.redactingPassword(url), reason: "expected redis://[[user]:password@]host[:port][/db]")
         }

@@ -33,8 +33,20 @@ public enum ProcessStartup {
         exit(2)
     }
 
-    /// A logger at the configured level.
-    public static func logger(_ program: String, level: Logger.Level) -> Logger {
+    /// Prints `<program> <version>` and returns true when `--version` is on the command line.
+    public static func versionRequested(_ program: String) -> Bool {
+        guard CommandLine.arguments.contains("--version") else { return false }
+        print("\(program) \(BuildInfo.version)")
+        return true
+    }
+
+    /// A logger at the configured level, after pointing the process's logging at `format`'s output
+    /// (JSON lines on standard output, or swift-log's text lines on standard error).
+    public static func logger(_ program: String, level: Logger.Level, format: LogFormat = .text) -> Logger {
+        switch format {
+        case .json: LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        case .text: LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
+        }
         var logger = Logger(label: program)
         logger.logLevel = level
         return logger
