@@ -35,6 +35,7 @@ struct App {
           HISTORY_STREAM_MAX_LENGTH            cap of each bucket's history stream (default 1000000)
           HTTP_IDLE_TIMEOUT_SECONDS            idle or half-sent connections closed after (default 30)
           HTTP_MAX_CONNECTIONS                 open connections accepted at once (default: fd limit - 128, ≤ 10000)
+          METRICS_PORT                         /metrics on a listener of its own, off the main port (default: on the main port)
           LOG_LEVEL                            trace … critical (default info)
           LOG_FORMAT                           json lines on stdout or text on stderr (default: json unless stdout is a terminal)
 

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import Prometheus
+import ServiceLifecycle
 import Shared
 
 /// Builds the gateway on Redis: the client (a service closed after the HTTP server) and the router.
@@ -11,13 +12,20 @@ func buildApplication(
     let store = RedisHeartbeatStore(
         redis: redis, keys: configuration.keys,
         minimumInterval: configuration.minimumHeartbeatInterval, historyStreamCap: configuration.historyStreamCap)
-    let router = buildRouter(store: store, metricsRegistry: metricsRegistry, maxBodyBytes: configuration.maxBodyBytes)
+    let router = buildRouter(store: store, metricsRegistry: metricsRegistry, maxBodyBytes: configuration.maxBodyBytes,
+                             servesMetrics: configuration.metricsPort == nil)
+    BuildInfo.publish(program: "heartbeat-ingest")
+    var services: [any Service] = [redis]
+    if let port = configuration.metricsPort {
+        services.append(MetricsEndpoint(registry: metricsRegistry).listener(
+            host: configuration.host, port: port, serverName: "heartbeat-ingest-metrics", logger: logger))
+    }
     var app = Application(
         router: router,
         server: configuration.http.server,
         configuration: configuration.http.configuration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "heartbeat-ingest", logger: logger),
-        services: [redis],
+        services: services,
         logger: logger)
     app.beforeServerStarts {
         do {
@@ -36,13 +44,13 @@ func buildApplication(
 
 /// The gateway's routes over any ``HeartbeatStore``.
 func buildRouter(
-    store: any HeartbeatStore, metricsRegistry: PrometheusCollectorRegistry, maxBodyBytes: Int = 16 * 1024
+    store: any HeartbeatStore, metricsRegistry: PrometheusCollectorRegistry, maxBodyBytes: Int = 16 * 1024, servesMetrics: Bool = true
 ) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     let metrics = RequestMetricsMiddleware<BasicRequestContext>()
     router.add(middleware: metrics)
     HeartbeatController(store: store, maxBodyBytes: maxBodyBytes, metrics: IngestMetrics()).addRoutes(to: router)
-    HealthController(store: store, metricsRegistry: metricsRegistry, requestMetrics: metrics).addRoutes(to: router)
+    HealthController(store: store, metricsRegistry: metricsRegistry, requestMetrics: metrics, servesMetrics: servesMetrics).addRoutes(to: router)
     router.addMethodNotAllowed()
     return router
 }

@@ -3,11 +3,14 @@ import NIOCore
 import Prometheus
 import Shared
 
-/// `GET /healthz` (process up), `GET /readyz` (store reachable), `GET /metrics` (Prometheus text).
+/// `GET /healthz` (process up), `GET /readyz` (store reachable), `GET /metrics` (Prometheus text,
+/// unless it has a listener of its own).
 struct HealthController<Context: RequestContext> {
     let store: any HeartbeatStore
     let metricsRegistry: PrometheusCollectorRegistry
     let requestMetrics: RequestMetricsMiddleware<Context>
+    /// False when `METRICS_PORT` moves `/metrics` to a listener of its own.
+    var servesMetrics = true
 
     func addRoutes(to router: Router<Context>) {
         router.get("/healthz") { _, _ in
@@ -23,13 +26,11 @@ struct HealthController<Context: RequestContext> {
                 throw APIError(status: .serviceUnavailable, code: "not_ready", message: "Redis is unreachable: \(error)", retryAfterSeconds: 1)
             }
         }
-        router.get("/metrics") { _, _ in
-            requestMetrics.refreshGauges()
-            var buffer = [UInt8]()
-            buffer.reserveCapacity(16 * 1024)
-            metricsRegistry.emit(into: &buffer)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
-        }
+        if servesMetrics { metrics.addRoute(to: router) }
+    }
+
+    /// `/metrics`, with the in-flight gauge refreshed at each scrape.
+    var metrics: MetricsEndpoint {
+        MetricsEndpoint(registry: metricsRegistry) { [requestMetrics] in requestMetrics.refreshGauges() }
     }
 }

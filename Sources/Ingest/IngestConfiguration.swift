@@ -16,6 +16,8 @@ struct IngestConfiguration: Sendable {
     var maxBodyBytes: Int
     /// Idle timeout and connection cap of the device-facing port.
     var http: HTTPServerLimits
+    /// `METRICS_PORT`: `/metrics` on a listener of its own (same host); `nil`: on the main listener.
+    var metricsPort: Int?
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -28,6 +30,7 @@ struct IngestConfiguration: Sendable {
         historyStreamCap = try reader.integer("history.stream.max.length", default: 1_000_000, in: 1_000...1_000_000_000)
         maxBodyBytes = 16 * 1024
         http = try reader.httpServerLimits()
+        metricsPort = try reader.optionalInteger("metrics.port", in: 0...65535)
         logLevel = try reader.logLevel()
         logFormat = try reader.logFormat()
     }

@@ -13,19 +13,20 @@ struct AdminController<Context: RequestContext> {
     let scanner: OfflineScanner
     let metricsRegistry: PrometheusCollectorRegistry
     let adminToken: String
+    /// False when `METRICS_PORT` moves `/metrics` to a listener of its own.
+    var servesMetrics = true
+
+    /// `/metrics`, with the in-flight gauge refreshed at each scrape.
+    var metrics: MetricsEndpoint {
+        MetricsEndpoint(registry: metricsRegistry) { [requestMetrics] in requestMetrics.refreshGauges() }
+    }
 
     /// Adds the routes; returns the authenticated `/api/v1` group for the other ops controllers.
     @discardableResult
     func addRoutes(to router: Router<Context>) -> RouterGroup<Context> {
         router.get("/healthz") { _, _ in Self.json(.ok, #"{"status":"ok"}"#) }
         router.get("/readyz") { _, _ in try await readiness() }
-        router.get("/metrics") { _, _ in
-            requestMetrics.refreshGauges()
-            var buffer = [UInt8]()
-            metricsRegistry.emit(into: &buffer)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
-        }
+        if servesMetrics { metrics.addRoute(to: router) }
         let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
         api.post("/fleet/release-hold") { _, _ in
             guard leadership.isLeader else {

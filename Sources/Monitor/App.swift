@@ -50,6 +50,7 @@ struct App {
           HTTP_IDLE_TIMEOUT_SECONDS          ops API idle connections closed after (default 30)
           HTTP_MAX_CONNECTIONS               ops API open connections (default: fd limit - 128, ≤ 10000)
           ALERT_WEBHOOK_URL                  Alertmanager base URL (read; alerts are not sent yet)
+          METRICS_PORT                       /metrics on a listener of its own, off the main port (default: on the main port)
           LOG_LEVEL                          trace … critical (default info)
           LOG_FORMAT                         json lines on stdout or text on stderr (default: json unless stdout is a terminal)
 

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import Prometheus
+import ServiceLifecycle
 import Shared
 
 /// Builds the monitor: migrations first, then the admin HTTP server with every worker as a service.
@@ -36,14 +37,21 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
                                 interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
     let router = buildAdminRouter(
         admin: AdminController(redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
-                               scanner: scanner, metricsRegistry: metricsRegistry, adminToken: configuration.adminToken),
+                               scanner: scanner, metricsRegistry: metricsRegistry, adminToken: configuration.adminToken,
+                               servesMetrics: configuration.metricsPort == nil),
         devices: DevicesController(db: db, registry: registry))
+    BuildInfo.publish(program: "heartbeat-monitor")
+    var services: [any Service] = [redis, elector, seeder, reconciler, scanner, applier, history, relay]
+    if let port = configuration.metricsPort {
+        services.append(MetricsEndpoint(registry: metricsRegistry).listener(
+            host: configuration.adminHost, port: port, serverName: "heartbeat-monitor-metrics", logger: logger))
+    }
     var app = Application(
         router: router,
         server: configuration.http.server,
         configuration: configuration.http.configuration(
             address: .hostname(configuration.adminHost, port: configuration.adminPort), serverName: "heartbeat-monitor", logger: logger),
-        services: [redis, elector, seeder, reconciler, scanner, applier, history, relay],
+        services: services,
         logger: logger)
     app.beforeServerStarts {
         do {

@@ -36,6 +36,8 @@ struct MonitorConfiguration: Sendable {
     var retention: RetentionPolicy
     /// Outbox rows read per topic per relay round.
     var outboxBatchSize: Int
+    /// `METRICS_PORT`: `/metrics` on a listener of its own (same host); `nil`: on the main listener.
+    var metricsPort: Int?
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -77,6 +79,7 @@ struct MonitorConfiguration: Sendable {
         retention = RetentionPolicy(
             outbox: .seconds(3600 * (try reader.integer("outbox.retention.hours", default: 168, in: 1...87_600))),
             events: .seconds(86_400 * (try reader.integer("events.retention.days", default: 90, in: 1...36_500))))
+        metricsPort = try reader.optionalInteger("metrics.port", in: 0...65535)
         logLevel = try reader.logLevel()
         logFormat = try reader.logFormat()
     }

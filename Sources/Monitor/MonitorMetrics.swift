@@ -13,6 +13,10 @@ struct MonitorMetrics: Sendable {
     let published = Counter(label: "monitor_events_published_total")
     let kafkaDeliveryErrors = Counter(label: "monitor_kafka_delivery_errors_total")
     let applyErrors = Counter(label: "monitor_apply_errors_total")
+    /// Devices in the online sets at the last scan, and when the last scan succeeded (Unix seconds):
+    /// a scanner that stops succeeding shows as an age that grows (`time() - …` in an alert rule).
+    let devicesOnline = Gauge(label: "monitor_devices_online")
+    let lastScan = Gauge(label: "monitor_last_scan_timestamp_seconds")
     /// Terms this instance started as leader.
     let leaderTerms = Counter(label: "monitor_leader_terms_total")
     /// Devices PostgreSQL held online that Redis had lost, put back on the normal offline path.

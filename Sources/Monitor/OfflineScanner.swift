@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
@@ -47,6 +48,7 @@ final class OfflineScanner: Service, Sendable {
             if let lease = leadership.current {
                 do {
                     _ = try await scan(lease)
+                    metrics.lastScan.record(Double(Date().timeIntervalSince1970))
                 } catch {
                     logger.error("offline scan failed", metadata: ["error": "\(error)"])
                 }
@@ -92,6 +94,7 @@ final class OfflineScanner: Service, Sendable {
             // a new term starts with a clean guard: no stale hold or release from an earlier term
             stormGuard.withLock { $0 = StormGuard(settings: $0.settings, window: offlineAfter) }
         }
+        metrics.devicesOnline.record(report.online)
         if report.stale > 0 { metrics.staleFound.increment(by: report.stale) }
         let decision = stormGuard.withLock { $0.decide(stale: report.stale, online: report.online, nowMs: nowMs) }
         report.decision = decision

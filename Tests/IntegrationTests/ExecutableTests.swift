@@ -117,6 +117,25 @@ import Testing
         }
     }
 
+    @Test func metricsPortMovesMetricsOffTheDevicePort() async throws {
+        let redis = try await RedisServer.start()
+        let port = Int.random(in: 46_000..<50_000), metricsPort = port + 1
+        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url, "METRICS_PORT": "\(metricsPort)",
+        ]))
+        try await Self.waitUntilReady(port: port)
+        var scraped: String?
+        for _ in 0..<50 where scraped == nil {
+            scraped = await Self.httpGet(port: metricsPort, path: "/metrics")
+            if scraped == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(scraped?.hasPrefix("HTTP/1.1 200") == true)
+        #expect(scraped?.contains(#"heartbeat_build_info{program="heartbeat-ingest",version="\#(BuildInfo.version)"} 1"#) == true, "\(scraped ?? "")")
+        #expect(await Self.httpGet(port: port, path: "/metrics")?.hasPrefix("HTTP/1.1 404") == true)
+        #expect(await offPool { child.terminate() } == 0)
+        await redis.stop()
+    }
+
     @Test func theMonitorRefusesToStartWithoutAnAdminToken() async throws {
         let child = try ChildProcess.spawn(try Self.binary("heartbeat-monitor"), [], environment: Self.environment([:]))
         let code = await offPool { child.terminate(signal: 0, timeout: .seconds(5)) }

@@ -64,6 +64,12 @@ import Testing
                 try await h.database.connection.query("SELECT iso(last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar == second.iso8601
             })
             print("RELIABILITY: last_heartbeat in PostgreSQL within \(Self.seconds(ContinuousClock.now - started)) s of the beat")
+            // the scanner's gauges: devices online and the time of the last successful scan
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("monitor_devices_online 1"), "\(metrics)")
+            let lastScan = metrics.split(separator: "\n").first { $0.hasPrefix("monitor_last_scan_timestamp_seconds ") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") }
+            #expect(lastScan.map { abs($0 - Date().timeIntervalSince1970) < 5 } == true)
         }
         await h.shutdown()
     }

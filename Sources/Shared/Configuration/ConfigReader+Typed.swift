@@ -50,6 +50,12 @@ extension ConfigReader {
         return value
     }
 
+    /// An integer within `range`, or `nil` when unset.
+    public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        guard try text(key) != nil else { return nil }
+        return try integer(key, default: range.lowerBound, in: range)
+    }
+
     /// A fraction within `0...1`.
     public func fraction(_ key: String, default fallback: Double) throws(ConfigurationError) -> Double {
         guard let raw = try text(key) else { return fallback }

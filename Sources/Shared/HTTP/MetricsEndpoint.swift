@@ -1,0 +1,39 @@
+import Logging
+import Hummingbird
+import NIOCore
+import Prometheus
+
+/// `GET /metrics` in the Prometheus text format, on the main listener or, with `METRICS_PORT`, on a
+/// listener of its own (so the device-facing port need not expose it).
+public struct MetricsEndpoint: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    /// Called before each scrape (gauges refreshed on demand).
+    public let refresh: @Sendable () -> Void
+
+    public init(registry: PrometheusCollectorRegistry, refresh: @escaping @Sendable () -> Void = {}) {
+        self.registry = registry
+        self.refresh = refresh
+    }
+
+    /// Adds `GET /metrics` to `router`.
+    public func addRoute<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/metrics") { _, _ in self.response() }
+    }
+
+    /// The scrape response.
+    public func response() -> Response {
+        refresh()
+        var buffer = [UInt8]()
+        buffer.reserveCapacity(16 * 1024)
+        registry.emit(into: &buffer)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+    }
+
+    /// A listener serving only `/metrics` on `host:port`, to run as one of the process's services.
+    public func listener(host: String, port: Int, serverName: String, logger: Logger) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        addRoute(to: router)
+        router.addMethodNotAllowed()
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: serverName), logger: logger)
+    }
+}
