@@ -12,12 +12,13 @@ struct LoadGen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heartbeat-loadgen",
         abstract: "Simulate a fleet of signage players against the heartbeat gateway.",
-        discussion: """
-            Each device beats every --interval seconds (±10% jitter), or, with --rate, the whole fleet sends
-            that many heartbeats per second over --connections (--rate 0: as fast as possible).
-            With --silent-fraction, that share of devices stops at mid-run; make the run long enough
-            (mid-run + OFFLINE_AFTER + SCAN_INTERVAL + slack) for the audit to see them go offline.
-            """)
+        // one line per paragraph: the argument parser wraps it to the terminal (hard breaks did not)
+        discussion: [
+            "Each device beats every --interval seconds (±10% jitter), or, with --rate, the whole fleet sends that many heartbeats "
+                + "per second over --connections (--rate 0: as fast as possible).",
+            "With --silent-fraction, that share of devices stops at mid-run; make the run long enough (mid-run + OFFLINE_AFTER + "
+                + "SCAN_INTERVAL + slack) for the audit to see them go offline.",
+        ].joined(separator: "\n\n"))
 
     @Option(help: "Gateway base URL (repeat for several).") var gateway: [String] = ["http://127.0.0.1:8080"]
     @Option(help: "Ops API base URL (registration and audit).") var admin = "http://127.0.0.1:8081"

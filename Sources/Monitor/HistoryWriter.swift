@@ -5,8 +5,9 @@ import ServiceLifecycle
 import Shared
 
 /// While leading, drains the bucket history streams (consumer group `history`) into the
-/// day-partitioned `heartbeat_history` table, one multi-row INSERT per batch, acknowledging after
-/// commit. Keeps partitions ahead of time and drops those past `HISTORY_RETENTION_DAYS`.
+/// day-partitioned `heartbeat_history` table, one fenced `COPY` per batch, acknowledging after
+/// commit, and keeps `devices.last_heartbeat` current (write-behind). Keeps partitions ahead of
+/// time, drops those past `HISTORY_RETENTION_DAYS` and purges other tables past their retention.
 ///
 /// The history streams are capped (`HISTORY_STREAM_MAX_LENGTH`, set by the gateway): when
 /// PostgreSQL is away long enough for the cap to be hit, the oldest unread rows are shed. That is
