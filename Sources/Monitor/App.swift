@@ -33,6 +33,8 @@ struct App {
                                              Redis connect/reply timeout, pipelined connections (defaults 1, 1)
           KAFKA_BROKERS                      host:port[,…] (default 127.0.0.1:9092)
           KAFKA_PROPERTIES                   extra librdkafka properties, k=v,k=v (TLS, SASL)
+          KAFKA_TOPIC_ONLINE, KAFKA_TOPIC_OFFLINE
+                                             event topics (defaults device.online, device.offline)
           OFFLINE_AFTER_SECONDS              silence before a device is offline (default 600)
           SCAN_INTERVAL_SECONDS              offline scan period (default 60)
           BUCKETS                            Redis buckets, as the gateway's (default 16)

@@ -23,7 +23,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     let applier = TransitionApplier(redis: redis, keys: configuration.keys, leadership: leadership, consumer: configuration.instanceID,
                                     offlineAfter: configuration.offlineAfter, batchSize: configuration.applyBatchSize,
                                     pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
-    let relay = OutboxRelay(postgresURL: configuration.postgresURL, brokers: configuration.kafkaBrokers, properties: configuration.kafkaProperties, leadership: leadership,
+    let relay = OutboxRelay(postgresURL: configuration.postgresURL, brokers: configuration.kafkaBrokers, properties: configuration.kafkaProperties, topicNames: configuration.kafkaTopics, leadership: leadership,
                             batchSize: configuration.outboxBatchSize, pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
     let db = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-api")
     let registry = DeviceRegistryCache(redis: redis, keys: configuration.keys)

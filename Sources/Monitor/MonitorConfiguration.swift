@@ -11,6 +11,8 @@ struct MonitorConfiguration: Sendable {
     var kafkaBrokers: String
     /// Extra librdkafka properties (`KAFKA_PROPERTIES=k=v,k=v`: TLS, SASL), over the producer's own.
     var kafkaProperties: [String: String]
+    /// The Kafka topic of each event type (`device.online` and `device.offline` by default).
+    var kafkaTopics: [String: String]
     var adminHost: String
     var adminPort: Int
     var adminToken: String
@@ -51,6 +53,10 @@ struct MonitorConfiguration: Sendable {
         }
         kafkaBrokers = try reader.text("kafka.brokers", default: "127.0.0.1:9092")
         kafkaProperties = try reader.keyValueList("kafka.properties", isSecret: true)
+        kafkaTopics = [
+            "device.online": try reader.kafkaTopic("kafka.topic.online", default: "device.online"),
+            "device.offline": try reader.kafkaTopic("kafka.topic.offline", default: "device.offline"),
+        ]
         adminHost = try reader.text("admin.host", default: "127.0.0.1")
         adminPort = try reader.integer("admin.port", default: 8081, in: 0...65535)
         guard let token = try reader.optionalText("admin.token", isSecret: true) else {

@@ -14,6 +14,8 @@ struct OutboxRelay: Service {
     let brokers: String
     /// Extra librdkafka properties (`KAFKA_PROPERTIES`).
     let properties: [String: String]
+    /// The Kafka topic each outbox topic is published to (`KAFKA_TOPIC_ONLINE`, `KAFKA_TOPIC_OFFLINE`).
+    let topicNames: [String: String]
     let leadership: Leadership
     let batchSize: Int
     let pollInterval: Duration
@@ -70,7 +72,9 @@ struct OutboxRelay: Service {
         }
         try await recordBacklog(connection)
         guard !rows.isEmpty else { return (0, 0) }
-        let messages = rows.map { KafkaProducer.Message(topic: $0[1] ?? "", key: $0[2] ?? "", value: $0[3] ?? "") }
+        let messages = rows.map { row in
+            KafkaProducer.Message(topic: row[1].map { topicNames[$0] ?? $0 } ?? "", key: row[2] ?? "", value: row[3] ?? "")
+        }
         let results = await producer.send(messages)
         var delivered: [String] = []
         var failures = 0

@@ -231,6 +231,25 @@ import Testing
         await h.shutdown()
     }
 
+    @Test func eventsGoToTheConfiguredTopics() async throws {
+        let h = try await MonitorHarness.start()
+        let (id, token) = try await h.register(1)[0]
+        let topic = "fleet-\(UUID().uuidString.prefix(8).lowercased()).online"
+        try await h.withMonitor(["KAFKA_TOPIC_ONLINE": topic]) { _ in
+            try await h.beat(id, token: token)
+            #expect(try await h.eventually(.seconds(5)) {
+                let unpublished = try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar
+                let status = try await h.status(id)?.status
+                return unpublished == "0" && status == "online"
+            })
+        }
+        let reader = try KafkaTopicReader(brokers: h.kafkaBrokers, topics: [topic])
+        let records = await reader.read(for: .seconds(3), idle: .seconds(1)).filter { $0.key == id.string }
+        let event = records.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.value.utf8)) as? [String: Any] }
+        #expect(records.count == 1 && event?["type"] as? String == "device.online", "\(records)")
+        await h.shutdown()
+    }
+
     // Kafka going away must not lose events: they wait in the outbox and go out when it is back.
     static func signalKafka(_ signal: Int32) throws {
         guard let run = ProcessInfo.processInfo.environment["HEARTBEAT_RUN_DIR"],

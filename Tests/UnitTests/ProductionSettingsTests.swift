@@ -68,6 +68,15 @@ import Testing
         }
     }
 
+    @Test func kafkaTopicNamesAreConfigurableAndChecked() throws {
+        #expect(try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef"]).kafkaTopics == ["device.online": "device.online", "device.offline": "device.offline"])
+        let custom = try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef", "KAFKA_TOPIC_ONLINE": "fleet.online", "KAFKA_TOPIC_OFFLINE": "fleet_offline-v2"])
+        #expect(custom.kafkaTopics == ["device.online": "fleet.online", "device.offline": "fleet_offline-v2"])
+        for bad in ["has space", "..", String(repeating: "t", count: 250), "ü"] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef", "KAFKA_TOPIC_OFFLINE": bad]) }
+        }
+    }
+
     @Test func logFormatIsJSONOrText() throws {
         #expect(try Self.reader(["LOG_FORMAT": "json"]).logFormat() == .json)
         #expect(try Self.reader(["LOG_FORMAT": "TEXT"]).logFormat() == .text)

@@ -101,6 +101,20 @@ extension ConfigReader {
         return pairs
     }
 
+    /// A Kafka topic name: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+    public func kafkaTopic(_ key: String, default fallback: String) throws(ConfigurationError) -> String {
+        let name = try text(key, default: fallback)
+        let legal = name.utf8.allSatisfy { byte in
+            byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+                || (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+        }
+        guard legal, name.utf8.count <= 249, name != ".", name != ".." else {
+            throw ConfigurationError(variable: Self.variableName(key), value: name,
+                                     reason: "expected a Kafka topic name: up to 249 letters, digits, '.', '_' or '-'")
+        }
+        return name
+    }
+
     /// `LOG_FORMAT`: `json` or `text`; by default `json` when standard output is not a terminal.
     public func logFormat() throws(ConfigurationError) -> LogFormat {
         guard let raw = try text("log.format") else { return isatty(STDOUT_FILENO) == 1 ? .text : .json }
