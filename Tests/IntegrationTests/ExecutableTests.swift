@@ -131,6 +131,12 @@ import Testing
         }
         #expect(scraped?.hasPrefix("HTTP/1.1 200") == true)
         #expect(scraped?.contains(#"heartbeat_build_info{program="heartbeat-ingest",version="\#(BuildInfo.version)"} 1"#) == true, "\(scraped ?? "")")
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
+            #expect(scraped?.contains("\n\(name) ") == true, "\(name)")
+        }
+        let rss = scraped?.split(separator: "\n").first { $0.hasPrefix("process_resident_memory_bytes ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") }
+        #expect(rss.map { $0 > 1_000_000 } == true, "resident memory \(rss ?? -1)")
         #expect(await Self.httpGet(port: port, path: "/metrics")?.hasPrefix("HTTP/1.1 404") == true)
         #expect(await offPool { child.terminate() } == 0)
         await redis.stop()

@@ -22,6 +22,7 @@ public struct MetricsEndpoint: Sendable {
 
     /// The scrape response.
     public func response() -> Response {
+        ProcessMetrics.shared.refresh()
         refresh()
         var buffer = [UInt8]()
         buffer.reserveCapacity(16 * 1024)
