@@ -12,12 +12,13 @@ func buildApplication(
     let store = RedisHeartbeatStore(
         redis: redis, keys: configuration.keys,
         minimumInterval: configuration.minimumHeartbeatInterval, historyStreamCap: configuration.historyStreamCap)
-    let router = buildRouter(store: store, metricsRegistry: metricsRegistry, maxBodyBytes: configuration.maxBodyBytes,
-                             servesMetrics: configuration.metricsPort == nil)
+    let requestMetrics = RequestMetricsMiddleware<BasicRequestContext>()
+    let router = buildRouter(store: store, metricsRegistry: metricsRegistry, requestMetrics: requestMetrics,
+                             maxBodyBytes: configuration.maxBodyBytes, servesMetrics: configuration.metricsPort == nil)
     BuildInfo.publish(program: "heartbeat-ingest")
     var services: [any Service] = [redis]
     if let port = configuration.metricsPort {
-        services.append(MetricsEndpoint(registry: metricsRegistry).listener(
+        services.append(MetricsEndpoint(registry: metricsRegistry, requestMetrics: requestMetrics).listener(
             host: configuration.host, port: port, serverName: "heartbeat-ingest-metrics", logger: logger))
     }
     var app = Application(
@@ -44,10 +45,11 @@ func buildApplication(
 
 /// The gateway's routes over any ``HeartbeatStore``.
 func buildRouter(
-    store: any HeartbeatStore, metricsRegistry: PrometheusCollectorRegistry, maxBodyBytes: Int = 16 * 1024, servesMetrics: Bool = true
+    store: any HeartbeatStore, metricsRegistry: PrometheusCollectorRegistry,
+    requestMetrics metrics: RequestMetricsMiddleware<BasicRequestContext> = RequestMetricsMiddleware(),
+    maxBodyBytes: Int = 16 * 1024, servesMetrics: Bool = true
 ) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
-    let metrics = RequestMetricsMiddleware<BasicRequestContext>()
     router.add(middleware: metrics)
     HeartbeatController(store: store, maxBodyBytes: maxBodyBytes, metrics: IngestMetrics()).addRoutes(to: router)
     HealthController(store: store, metricsRegistry: metricsRegistry, requestMetrics: metrics, servesMetrics: servesMetrics).addRoutes(to: router)

@@ -29,8 +29,5 @@ struct HealthController<Context: RequestContext> {
         if servesMetrics { metrics.addRoute(to: router) }
     }
 
-    /// `/metrics`, with the in-flight gauge refreshed at each scrape.
-    var metrics: MetricsEndpoint {
-        MetricsEndpoint(registry: metricsRegistry) { [requestMetrics] in requestMetrics.refreshGauges() }
-    }
+    var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, requestMetrics: requestMetrics) }
 }

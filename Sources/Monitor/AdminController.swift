@@ -16,10 +16,7 @@ struct AdminController<Context: RequestContext> {
     /// False when `METRICS_PORT` moves `/metrics` to a listener of its own.
     var servesMetrics = true
 
-    /// `/metrics`, with the in-flight gauge refreshed at each scrape.
-    var metrics: MetricsEndpoint {
-        MetricsEndpoint(registry: metricsRegistry) { [requestMetrics] in requestMetrics.refreshGauges() }
-    }
+    var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, requestMetrics: requestMetrics) }
 
     /// Adds the routes; returns the authenticated `/api/v1` group for the other ops controllers.
     @discardableResult

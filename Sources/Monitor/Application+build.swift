@@ -35,15 +35,14 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
                                 checkInterval: min(configuration.scanInterval, .milliseconds(250)), metrics: metrics, logger: logger)
     let reconciler = Reconciler(db: db, redis: redis, keys: configuration.keys, leadership: leadership,
                                 interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
-    let router = buildAdminRouter(
-        admin: AdminController(redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
-                               scanner: scanner, metricsRegistry: metricsRegistry, adminToken: configuration.adminToken,
-                               servesMetrics: configuration.metricsPort == nil),
-        devices: DevicesController(db: db, registry: registry))
+    let admin = AdminController<BasicRequestContext>(
+        redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership, scanner: scanner,
+        metricsRegistry: metricsRegistry, adminToken: configuration.adminToken, servesMetrics: configuration.metricsPort == nil)
+    let router = buildAdminRouter(admin: admin, devices: DevicesController(db: db, registry: registry))
     BuildInfo.publish(program: "heartbeat-monitor")
     var services: [any Service] = [redis, elector, seeder, reconciler, scanner, applier, history, relay]
     if let port = configuration.metricsPort {
-        services.append(MetricsEndpoint(registry: metricsRegistry).listener(
+        services.append(admin.metrics.listener(
             host: configuration.adminHost, port: port, serverName: "heartbeat-monitor-metrics", logger: logger))
     }
     var app = Application(

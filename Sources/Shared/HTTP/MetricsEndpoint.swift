@@ -15,6 +15,11 @@ public struct MetricsEndpoint: Sendable {
         self.refresh = refresh
     }
 
+    /// The endpoint of a server whose request metrics (the in-flight gauge) are published at each scrape.
+    public init<Context>(registry: PrometheusCollectorRegistry, requestMetrics: RequestMetricsMiddleware<Context>) {
+        self.init(registry: registry) { requestMetrics.refreshGauges() }
+    }
+
     /// Adds `GET /metrics` to `router`.
     public func addRoute<Context: RequestContext>(to router: Router<Context>) {
         router.get("/metrics") { _, _ in self.response() }
