@@ -134,8 +134,7 @@ import Testing
         for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
             #expect(scraped?.contains("\n\(name) ") == true, "\(name)")
         }
-        let rss = scraped?.split(separator: "\n").first { $0.hasPrefix("process_resident_memory_bytes ") }
-            .flatMap { Double($0.split(separator: " ").last ?? "") }
+        let rss = scraped.flatMap { metricValue("process_resident_memory_bytes", in: $0) }
         #expect(rss.map { $0 > 1_000_000 } == true, "resident memory \(rss ?? -1)")
         #expect(await Self.httpGet(port: port, path: "/metrics")?.hasPrefix("HTTP/1.1 404") == true)
         #expect(await offPool { child.terminate() } == 0)

@@ -67,8 +67,7 @@ import Testing
             // the scanner's gauges: devices online and the time of the last successful scan
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains("monitor_devices_online 1"), "\(metrics)")
-            let lastScan = metrics.split(separator: "\n").first { $0.hasPrefix("monitor_last_scan_timestamp_seconds ") }
-                .flatMap { Double($0.split(separator: " ").last ?? "") }
+            let lastScan = metricValue("monitor_last_scan_timestamp_seconds", in: metrics)
             #expect(lastScan.map { abs($0 - Date().timeIntervalSince1970) < 5 } == true)
         }
         await h.shutdown()
@@ -166,8 +165,7 @@ import Testing
         try await h.withMonitor { client in
             @Sendable func shedCounted() async throws -> Double {
                 let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
-                let line = text.split(separator: "\n").first { $0.hasPrefix("monitor_history_stream_overflow_total ") }
-                return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+                return metricValue("monitor_history_stream_overflow_total", in: text) ?? 0
             }
             #expect(try await h.eventually(.seconds(5)) { try await shedCounted() > 0 })
             let stable = try await h.eventually(.seconds(8)) {

@@ -42,18 +42,17 @@ extension ConfigReader {
 
     /// An integer within `range`.
     public func integer(_ key: String, default fallback: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
-        guard let raw = try text(key) else { return fallback }
+        try optionalInteger(key, in: range) ?? fallback
+    }
+
+    /// An integer within `range`, or `nil` when unset.
+    public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        guard let raw = try text(key) else { return nil }
         guard let value = Int(raw), range.contains(value) else {
             throw ConfigurationError(variable: Self.variableName(key), value: raw,
                                      reason: "expected an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
-    }
-
-    /// An integer within `range`, or `nil` when unset.
-    public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
-        guard try text(key) != nil else { return nil }
-        return try integer(key, default: range.lowerBound, in: range)
     }
 
     /// A fraction within `0...1`.
