@@ -207,14 +207,15 @@ class Proc:
         self.crash_reported = False
 
     def start(self, extra_env=None):
-        self.expected_exit = False
-        self.crash_reported = False
         env = dict(os.environ, **self.env, **(extra_env or {}), CHAOS_RUN_DIR=RUN)
         out = open(self.log_path, "a")
         out.write(f"==== chaos: starting {self.name} at {stamp()} ({' '.join(f'{k}={v}' for k, v in (extra_env or {}).items())})\n")
         out.flush()
         self.popen = subprocess.Popen([os.path.join(args.bin, self.binary)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=RUN, start_new_session=True)
+        # only now: until the new process replaces it, the watcher must still see the killed one as expected
+        self.expected_exit = False
+        self.crash_reported = False
         out.close()
         with open(PIDS_FILE, "a") as f:
             f.write(f"{self.popen.pid}\n")
