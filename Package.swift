@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
@@ -32,12 +33,42 @@ let package = Package(
         .systemLibrary(name: "CLibpq", path: "Sources/CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka", providers: [.apt(["librdkafka-dev"])]),
 
+        // The domain: payload and its stored form, key schema, scripts, storm guard. No I/O.
         .target(
-            name: "Shared",
+            name: "HeartbeatDomain",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            path: "Sources/Shared/Domain",
+            swiftSettings: swiftSettings
+        ),
+        // Adapters: each confines one C library (or wire protocol) to a few types.
+        .target(
+            name: "RedisAdapter",
             dependencies: [
-                "CHiredis", "CLibpq", "CRdKafka",
+                "CHiredis", "HeartbeatDomain",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Shared/Redis",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PostgresAdapter",
+            dependencies: ["CLibpq", "HeartbeatDomain"],
+            path: "Sources/Shared/Postgres",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KafkaAdapter",
+            dependencies: ["CRdKafka", "HeartbeatDomain"],
+            path: "Sources/Shared/Kafka",
+            swiftSettings: swiftSettings
+        ),
+        // What both servers share: typed configuration, logging, metrics, HTTP limits and errors.
+        .target(
+            name: "ServerSupport",
+            dependencies: [
+                "HeartbeatDomain", "RedisAdapter",
                 .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -46,12 +77,13 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
             ],
+            path: "Sources/Shared/Server",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "Ingest",
             dependencies: [
-                "Shared",
+                "HeartbeatDomain", "RedisAdapter", "ServerSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -60,7 +92,8 @@ let package = Package(
         .executableTarget(
             name: "Monitor",
             dependencies: [
-                "Shared",
+                "HeartbeatDomain", "RedisAdapter", "PostgresAdapter", "KafkaAdapter", "ServerSupport",
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -69,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "LoadGen",
             dependencies: [
-                "Shared",
+                "HeartbeatDomain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -79,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "Shared", "Ingest", "Monitor",
+                "HeartbeatDomain", "RedisAdapter", "PostgresAdapter", "KafkaAdapter", "ServerSupport", "Ingest", "Monitor",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
@@ -87,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Shared", "Ingest", "Monitor",
+                "HeartbeatDomain", "RedisAdapter", "PostgresAdapter", "KafkaAdapter", "ServerSupport", "Ingest", "Monitor",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

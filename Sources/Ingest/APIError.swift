@@ -1,6 +1,7 @@
 import HTTPTypes
+import HeartbeatDomain
 import Hummingbird
-import Shared
+import ServerSupport
 
 /// The gateway's errors.
 extension APIError {
@@ -21,7 +22,7 @@ extension APIError {
     }
 
     static func tooFrequent(retryAfter: Duration) -> APIError {
-        let seconds = max(1, Int((Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18).rounded(.up)))
+        let seconds = max(1, Int(retryAfter.seconds.rounded(.up)))
         return APIError(status: .tooManyRequests, code: "too_frequent",
                         message: "heartbeats are accepted at most once per interval; retry after \(seconds) s", retryAfterSeconds: seconds)
     }

@@ -2,7 +2,8 @@ import Configuration
 import Foundation
 import Hummingbird
 import Logging
-import Shared
+import RedisAdapter
+import ServerSupport
 
 /// `heartbeat-ingest`: the device-facing heartbeat gateway. Stateless; configure with environment
 /// variables (see README.md); stops gracefully on SIGTERM or SIGINT.

@@ -1,8 +1,10 @@
+import HeartbeatDomain
 import Hummingbird
 import Logging
 import Prometheus
+import RedisAdapter
+import ServerSupport
 import ServiceLifecycle
-import Shared
 
 /// Builds the gateway on Redis: the client (a service closed after the HTTP server) and the router.
 func buildApplication(
@@ -31,7 +33,7 @@ func buildApplication(
     app.beforeServerStarts {
         do {
             try await redis.load([HeartbeatScript.script])
-            try await DeviceRegistryCache(redis: redis, keys: configuration.keys).checkBucketCount()
+            try await redis.checkBucketCount(configuration.keys)
         } catch let mismatch as BucketCountMismatch {
             logger.critical("refusing to start", metadata: ["error": "\(mismatch)"])
             throw mismatch

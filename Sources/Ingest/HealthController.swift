@@ -1,7 +1,7 @@
 import Hummingbird
 import NIOCore
 import Prometheus
-import Shared
+import ServerSupport
 
 /// `GET /healthz` (process up), `GET /readyz` (store reachable), `GET /metrics` (Prometheus text,
 /// unless it has a listener of its own).

@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import Hummingbird
 import Logging
 import NIOCore
-import Shared
+import ServerSupport
 
 /// `POST /api/v1/devices/{id}/heartbeat`: validates the request, records it with one store call,
 /// and answers with the server time, the playlist flag and pending commands.

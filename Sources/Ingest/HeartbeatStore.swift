@@ -1,4 +1,4 @@
-import Shared
+import HeartbeatDomain
 
 /// What recording a heartbeat produced.
 enum HeartbeatOutcome: Sendable, Equatable {

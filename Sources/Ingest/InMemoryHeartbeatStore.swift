@@ -1,5 +1,5 @@
 import Foundation
-import Shared
+import HeartbeatDomain
 import Synchronization
 
 /// A ``HeartbeatStore`` in memory with the same rules as the Redis script, for tests and local experiments.

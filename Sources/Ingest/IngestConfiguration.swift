@@ -1,6 +1,8 @@
 import Configuration
+import HeartbeatDomain
 import Logging
-import Shared
+import RedisAdapter
+import ServerSupport
 
 /// Everything the gateway reads from its environment, parsed and validated once at start.
 struct IngestConfiguration: Sendable {

@@ -1,4 +1,5 @@
 import Metrics
+import ServerSupport
 
 /// The gateway's own metrics (request counts by route and status, durations and in-flight
 /// requests come from `RequestMetricsMiddleware`).

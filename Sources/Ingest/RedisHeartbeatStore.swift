@@ -1,4 +1,5 @@
-import Shared
+import HeartbeatDomain
+import RedisAdapter
 
 /// Records heartbeats in Redis with one `EVALSHA` of ``HeartbeatScript`` each.
 struct RedisHeartbeatStore: HeartbeatStore {

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import HeartbeatDomain
 import NIOCore
-import Shared
 
 /// What the audit found.
 struct AuditResult {

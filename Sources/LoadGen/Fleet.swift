@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import HeartbeatDomain
 import NIOCore
 import NIOHTTP1
-import Shared
 
 /// A simulated device: its identity and, once it went silent, when.
 struct SimulatedDevice: Sendable {

@@ -1,8 +1,8 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import HeartbeatDomain
 import NIOCore
-import Shared
 import Synchronization
 
 /// `heartbeat-loadgen`: simulates a fleet of players against one or more gateways, prints
@@ -154,7 +154,7 @@ struct Beater: Sendable {
             let response = try await client.execute(request, timeout: .seconds(10))
             _ = try await response.body.collect(upTo: 64 * 1024)
             let elapsed = ContinuousClock.now - started
-            stats.record(status: Int(response.status.code), microseconds: UInt64(max(0, elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)))
+            stats.record(status: Int(response.status.code), microseconds: UInt64(max(0, elapsed.microseconds)))
             if response.status == .ok { lastBeat.times.withLock { $0[device.id] = Date() } }
         } catch {
             stats.recordTransportError()

@@ -6,7 +6,7 @@ struct LoadReport {
     var elapsed: Duration
     var audit: AuditResult?
 
-    var seconds: Double { Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 }
+    var seconds: Double { elapsed.seconds }
 
     func percentileMs(_ p: Double) -> Double { Double(stats.latency.valueAtPercentile(p)) / 1000 }
 

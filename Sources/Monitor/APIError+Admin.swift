@@ -1,4 +1,4 @@
-import Shared
+import ServerSupport
 
 /// The ops API's errors (same JSON shape as the gateway's).
 extension APIError {

@@ -1,6 +1,6 @@
 import Crypto
 import Hummingbird
-import Shared
+import ServerSupport
 
 /// Requires `Authorization: Bearer <ADMIN_TOKEN>` (compared as SHA-256 digests, in constant time).
 struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {

@@ -1,7 +1,10 @@
+import HeartbeatDomain
 import Hummingbird
 import Logging
+import PostgresAdapter
 import Prometheus
-import Shared
+import RedisAdapter
+import ServerSupport
 
 /// The monitor's HTTP surface, served by every instance, active or standby: health, readiness
 /// (Redis and PostgreSQL reachable, plus who leads), metrics, and the ops API behind the admin token.

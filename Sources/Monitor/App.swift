@@ -2,7 +2,8 @@ import Configuration
 import Foundation
 import Hummingbird
 import Logging
-import Shared
+import RedisAdapter
+import ServerSupport
 
 /// `heartbeat-monitor`: offline detection, durable status in PostgreSQL and events on Kafka.
 /// Run one or more; a PostgreSQL advisory lock elects the active one. Stops gracefully on SIGTERM.

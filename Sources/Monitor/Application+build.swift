@@ -1,8 +1,11 @@
+import HeartbeatDomain
 import Hummingbird
 import Logging
+import PostgresAdapter
 import Prometheus
+import RedisAdapter
+import ServerSupport
 import ServiceLifecycle
-import Shared
 
 /// Builds the monitor: migrations first, then the admin HTTP server with every worker as a service.
 /// Shutdown runs in reverse: HTTP, outbox relay (flushes Kafka), applier (finishes its batch),
@@ -56,7 +59,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
         do {
             try await redis.load([OfflineScanScript.count, OfflineScanScript.apply, DeviceRegistryCache.boundedPush,
                                   ReconcileScript.restore, ReconcileScript.undo])
-            try await registry.checkBucketCount()
+            try await redis.checkBucketCount(configuration.keys)
         } catch let mismatch as BucketCountMismatch {
             logger.critical("refusing to start", metadata: ["error": "\(mismatch)"])
             throw mismatch

@@ -1,7 +1,9 @@
 import Foundation
+import HeartbeatDomain
 import Hummingbird
 import Logging
-import Shared
+import PostgresAdapter
+import ServerSupport
 
 /// The ops API for devices: registry and tokens, playlists and commands, status, history, events
 /// and uptime. PostgreSQL holds the truth; Redis gets the gateway's copy of each change.

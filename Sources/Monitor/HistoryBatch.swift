@@ -1,4 +1,5 @@
-import Shared
+import HeartbeatDomain
+import RedisAdapter
 
 /// A batch of history stream entries as rows in PostgreSQL's `COPY` text format.
 ///

@@ -1,8 +1,10 @@
 import Foundation
+import HeartbeatDomain
 import Logging
 import Metrics
+import PostgresAdapter
+import RedisAdapter
 import ServiceLifecycle
-import Shared
 
 /// While leading, drains the bucket history streams (consumer group `history`) into the
 /// day-partitioned `heartbeat_history` table, one fenced `COPY` per batch, acknowledging after

@@ -1,7 +1,8 @@
 import Foundation
+import HeartbeatDomain
 import Hummingbird
-import Shared
 import NIOCore
+import ServerSupport
 
 /// JSON in and out of the ops API.
 enum JSONBody {

@@ -1,4 +1,4 @@
-import Shared
+import HeartbeatDomain
 
 /// Any JSON value, decoded and written back out (command payloads pass through untouched in meaning).
 enum JSONValue: Decodable, Equatable, Sendable {

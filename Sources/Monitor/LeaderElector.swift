@@ -1,6 +1,7 @@
 import Logging
+import PostgresAdapter
+import RedisAdapter
 import ServiceLifecycle
-import Shared
 
 /// Elects the active monitor with a PostgreSQL session-level advisory lock held on a dedicated
 /// connection. Standbys retry; the leader checks its session every `checkInterval` and steps down

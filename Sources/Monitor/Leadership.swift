@@ -1,4 +1,4 @@
-import Shared
+import PostgresAdapter
 import Synchronization
 
 /// Whether this instance is the active monitor, and the PostgreSQL session that holds the lock.

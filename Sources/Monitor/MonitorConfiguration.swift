@@ -1,7 +1,9 @@
 import Configuration
 import Foundation
+import HeartbeatDomain
 import Logging
-import Shared
+import RedisAdapter
+import ServerSupport
 
 /// Everything the monitor reads from its environment, parsed and validated once at start.
 struct MonitorConfiguration: Sendable {

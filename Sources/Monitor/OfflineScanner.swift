@@ -1,7 +1,8 @@
 import Foundation
+import HeartbeatDomain
 import Logging
+import RedisAdapter
 import ServiceLifecycle
-import Shared
 import Synchronization
 
 /// Every scan interval, while leading: counts stale members of each bucket's online set, asks the

@@ -1,6 +1,7 @@
+import KafkaAdapter
 import Logging
+import PostgresAdapter
 import ServiceLifecycle
-import Shared
 
 /// While leading, publishes outbox rows to Kafka in id order and marks them published only after
 /// the broker acknowledged them. A Kafka outage leaves rows in the outbox (retried with backoff);

@@ -1,6 +1,8 @@
+import HeartbeatDomain
 import Logging
+import PostgresAdapter
+import RedisAdapter
 import ServiceLifecycle
-import Shared
 
 /// While leading, every `RECONCILE_INTERVAL_SECONDS`: compares the devices PostgreSQL holds online
 /// with Redis's online sets. One missing from Redis (a partial loss: the AOF `everysec` window, a

@@ -1,6 +1,8 @@
+import HeartbeatDomain
 import Logging
+import PostgresAdapter
+import RedisAdapter
 import ServiceLifecycle
-import Shared
 
 /// Redis is a cache of the registry; PostgreSQL is the truth. While leading, this checks the
 /// per-bucket registry markers every `checkInterval` (a fraction of a second: while a marker is

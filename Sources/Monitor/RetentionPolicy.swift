@@ -1,4 +1,5 @@
-import Shared
+import HeartbeatDomain
+import PostgresAdapter
 
 /// How long the monitor keeps what it no longer needs: published outbox rows, status events and
 /// the replay keys of applied transitions. Purged in slices of 10,000 rows so no statement holds

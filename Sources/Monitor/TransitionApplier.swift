@@ -1,6 +1,8 @@
+import HeartbeatDomain
 import Logging
+import PostgresAdapter
+import RedisAdapter
 import ServiceLifecycle
-import Shared
 
 /// While leading, drains every bucket's transitions stream with a consumer group and applies each
 /// batch in one PostgreSQL statement (`apply_transitions`: devices, status events and outbox rows

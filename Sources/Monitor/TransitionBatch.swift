@@ -1,4 +1,6 @@
-import Shared
+import HeartbeatDomain
+import PostgresAdapter
+import RedisAdapter
 
 /// A bucket's transitions in stream order, as the array parameters of `apply_transitions`.
 struct TransitionBatch: Sendable, Equatable {

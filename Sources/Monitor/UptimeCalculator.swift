@@ -1,4 +1,4 @@
-import Shared
+import HeartbeatDomain
 
 /// Share of a window a device was online, from its status changes.
 enum UptimeCalculator {

@@ -2,8 +2,9 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import Shared
 import Testing
+import HeartbeatDomain
+import ServerSupport
 
 /// The built executables as ops run them: configuration errors, readiness, SIGTERM.
 @Suite(.serialized) struct ExecutableTests {

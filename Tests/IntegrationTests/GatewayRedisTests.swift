@@ -2,10 +2,10 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
-import Shared
 import Testing
 
 @testable import Ingest
+import HeartbeatDomain
 
 /// The gateway end to end on a real Redis.
 @Suite struct GatewayRedisTests {

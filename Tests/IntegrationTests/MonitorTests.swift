@@ -2,11 +2,12 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
-import Shared
 import Testing
 
 @testable import Ingest
 @testable import Monitor
+import HeartbeatDomain
+import KafkaAdapter
 
 /// The monitor end to end on real Redis, PostgreSQL and the Kafka mock, with
 /// OFFLINE_AFTER_SECONDS=2 and SCAN_INTERVAL_SECONDS=0.5. Serialized: each test runs a monitor

@@ -2,11 +2,11 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
-import Shared
 import Testing
 
 @testable import Ingest
 @testable import Monitor
+import HeartbeatDomain
 
 /// The ops API end to end on real Redis, PostgreSQL and the Kafka mock.
 @Suite(.serialized) struct OpsAPITests {

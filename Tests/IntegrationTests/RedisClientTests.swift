@@ -1,5 +1,6 @@
+import HeartbeatDomain
 import Logging
-import Shared
+import RedisAdapter
 import Testing
 
 /// The hiredis client against a real Redis: pipelining, typed failures, reconnects, scripts.

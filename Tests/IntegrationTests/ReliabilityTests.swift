@@ -2,12 +2,13 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
-import Shared
 import Synchronization
 import Testing
 
 @testable import Ingest
 @testable import Monitor
+import HeartbeatDomain
+import PostgresAdapter
 
 /// Status stays true under faults: each test breaks one thing on real Redis, PostgreSQL and the
 /// Kafka mock (OFFLINE_AFTER_SECONDS=2, SCAN_INTERVAL_SECONDS=0.5) and checks what an operator

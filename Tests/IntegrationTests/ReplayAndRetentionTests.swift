@@ -2,11 +2,13 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
-import Shared
 import Testing
 
 @testable import Ingest
 @testable import Monitor
+import HeartbeatDomain
+import RedisAdapter
+import PostgresAdapter
 
 /// What makes replays, trimming, fencing, retention and slow clients safe, on real Redis and
 /// PostgreSQL: each mechanism driven directly, in the state a crash or a stale leader leaves.

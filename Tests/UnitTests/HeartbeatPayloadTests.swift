@@ -1,5 +1,5 @@
 import Foundation
-import Shared
+import HeartbeatDomain
 import Testing
 
 @Suite struct HeartbeatPayloadTests {

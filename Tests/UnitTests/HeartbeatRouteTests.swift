@@ -3,10 +3,12 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import Shared
 import Testing
 
 @testable import Ingest
+import HeartbeatDomain
+import RedisAdapter
+import ServerSupport
 
 /// The heartbeat route over the in-memory store: every status the API promises, without Redis.
 @Suite struct HeartbeatRouteTests {

@@ -1,8 +1,9 @@
 import Configuration
-import Shared
 import Testing
 
 @testable import Ingest
+import RedisAdapter
+import ServerSupport
 
 @Suite struct IngestConfigurationTests {
     func configuration(_ environment: [String: String]) throws(ConfigurationError) -> IngestConfiguration {

@@ -1,4 +1,4 @@
-import Shared
+import HeartbeatDomain
 import Testing
 
 @Suite struct KeySchemaTests {

@@ -1,8 +1,10 @@
 import Configuration
-import Shared
 import Testing
 
 @testable import Monitor
+import HeartbeatDomain
+import RedisAdapter
+import ServerSupport
 
 @Suite struct TransitionBatchTests {
     let id = DeviceID.random()

@@ -1,11 +1,14 @@
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 import Testing
 
 @testable import Ingest
 @testable import Monitor
+import HeartbeatDomain
+import RedisAdapter
+import PostgresAdapter
+import ServerSupport
 
 /// `docs/openapi.yaml` and the routers must describe the same (method, path) pairs.
 @Suite struct OpenAPIDocumentTests {

@@ -1,11 +1,12 @@
 import Configuration
 import Foundation
 import Logging
-import Shared
 import Testing
 
 @testable import Ingest
 @testable import Monitor
+import RedisAdapter
+import ServerSupport
 
 /// Settings for production: secrets from files, Kafka client properties, log format, version.
 @Suite struct ProductionSettingsTests {

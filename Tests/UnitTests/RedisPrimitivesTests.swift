@@ -1,4 +1,5 @@
-import Shared
+import HeartbeatDomain
+import RedisAdapter
 import Testing
 
 @Suite struct RedisPrimitivesTests {

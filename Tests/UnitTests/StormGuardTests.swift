@@ -1,3 +1,4 @@
+import HeartbeatDomain
 import Testing
 
 @testable import Monitor

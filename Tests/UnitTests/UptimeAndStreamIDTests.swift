@@ -1,7 +1,7 @@
-import Shared
 import Testing
 
 @testable import Monitor
+import RedisAdapter
 
 @Suite struct UptimeCalculatorTests {
     typealias Change = UptimeCalculator.Change

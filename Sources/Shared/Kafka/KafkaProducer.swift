@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import HeartbeatDomain
 import Synchronization
 
 /// An idempotent Kafka producer (`acks=all`) whose ``send(topic:key:value:)`` returns once the
@@ -173,7 +174,7 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Waits (on a Dispatch thread) up to `timeout` for queued messages to be delivered.
     /// - Returns: true when nothing is left in flight.
     public func flush(timeout: Duration) async -> Bool {
-        let ms = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int32(timeout.milliseconds)
         return await withCheckedContinuation { continuation in
             let shared = KafkaHandle(pointer: handle)
             DispatchQueue.global().async {

@@ -1,6 +1,7 @@
 import CLibpq
 import Dispatch
 import Foundation
+import HeartbeatDomain
 import Synchronization
 
 /// One libpq connection. Every libpq call runs on the connection's own serial Dispatch queue,
@@ -47,7 +48,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         }
         let connection = PostgresConnection(connection: pointer, label: "postgres-\(applicationName)")
-        let ms = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        let ms = statementTimeout.milliseconds
         _ = try await connection.query("SELECT set_config('statement_timeout', $1, false)", ["\(ms)"])
         return connection
     }

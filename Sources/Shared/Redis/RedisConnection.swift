@@ -1,6 +1,7 @@
 import CHiredis
 #if canImport(Glibc)
 import Glibc
+import HeartbeatDomain
 #endif
 
 /// One blocking hiredis connection. The only type that touches a `redisContext`.
@@ -130,7 +131,7 @@ final class RedisConnection {
     }
 
     private static func timeval(_ duration: Duration) -> timeval {
-        let (seconds, attoseconds) = duration.components
-        return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        let micros = duration.microseconds
+        return Glibc.timeval(tv_sec: Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
     }
 }

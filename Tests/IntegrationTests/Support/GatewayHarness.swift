@@ -5,9 +5,12 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
-import Shared
 
 @testable import Ingest
+@testable import Monitor
+import HeartbeatDomain
+import RedisAdapter
+import ServerSupport
 
 /// A gateway on a private Redis, with a registry writer and an inspection client.
 struct GatewayHarness {

@@ -4,10 +4,12 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import ServiceLifecycle
-import Shared
 
 @testable import Ingest
 @testable import Monitor
+import HeartbeatDomain
+import RedisAdapter
+import KafkaAdapter
 
 /// A private Redis, a fresh PostgreSQL database and the shared Kafka mock, with monitors and a
 /// heartbeat store on top, at scaled-down durations.

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Shared
+import RedisAdapter
 
 /// A private `redis-server` on a loopback port, started and stopped by the test that owns it, so
 /// tests can stop and restart Redis under a running gateway.

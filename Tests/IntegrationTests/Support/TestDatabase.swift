@@ -1,5 +1,5 @@
 import Foundation
-import Shared
+import PostgresAdapter
 
 /// A fresh PostgreSQL database per test, created from `TEST_POSTGRES_URL` and dropped at the end.
 struct TestDatabase {

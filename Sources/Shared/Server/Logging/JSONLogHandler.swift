@@ -1,4 +1,5 @@
 import Foundation
+import HeartbeatDomain
 import Logging
 import Synchronization
 

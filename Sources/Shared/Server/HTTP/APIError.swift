@@ -1,4 +1,5 @@
 import HTTPTypes
+import HeartbeatDomain
 import Hummingbird
 import NIOCore
 

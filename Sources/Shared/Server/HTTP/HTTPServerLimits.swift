@@ -7,6 +7,8 @@ import NIOCore
 
 #if canImport(Glibc)
 import Glibc
+import HeartbeatDomain
+import RedisAdapter
 #endif
 
 /// Limits of an HTTP listener, so slow or idle clients cannot hold its descriptors: connections
@@ -26,8 +28,7 @@ public struct HTTPServerLimits: Sendable, Equatable {
 
     /// The server builder with the idle timeout.
     public var server: HTTPServerBuilder {
-        let (seconds, attoseconds) = idleTimeout.components
-        return .http1(configuration: .init(idleTimeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)))
+        return .http1(configuration: .init(idleTimeout: .nanoseconds(idleTimeout.nanoseconds)))
     }
 
     /// The application configuration for `address`, with the connection cap.

@@ -1,7 +1,9 @@
 import Configuration
 import Foundation
+import HeartbeatDomain
 import Logging
 import Metrics
+import RedisAdapter
 
 /// What both executables do before anything else: `--help`, environment parsing that stops with a
 /// clear message (exit code 2) on a bad value, SIGPIPE ignored.
@@ -57,6 +59,6 @@ extension Metrics.Timer {
     /// Records the time elapsed since `start`.
     public func recordInterval(since start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start
-        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        recordNanoseconds(elapsed.nanoseconds)
     }
 }

@@ -1,3 +1,4 @@
+import PostgresAdapter
 /// The PostgreSQL schema as ordered, append-only migrations. Never edit a shipped migration; add one.
 public enum Migrations {
     public struct Migration: Sendable {

@@ -1,6 +1,8 @@
 import Configuration
 import Foundation
+import HeartbeatDomain
 import Logging
+import RedisAdapter
 
 /// Typed, validated reads. Every value is read as text and parsed here, so a malformed value
 /// stops the process with a message naming the variable instead of silently becoming the default.

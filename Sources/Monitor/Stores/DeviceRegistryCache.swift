@@ -1,3 +1,5 @@
+import HeartbeatDomain
+import RedisAdapter
 /// Writes device registry entries into Redis, the gateway's copy of the registry.
 ///
 /// PostgreSQL is the registry's truth (the monitor owns it); this is the one place that writes the
@@ -93,16 +95,6 @@ public struct DeviceRegistryCache: Sendable {
         }
     }
 
-    /// Records `BUCKETS` on first start and refuses a process configured with another count:
-    /// devices would hash to other buckets, and half the fleet would look unknown or stay online forever.
-    public func checkBucketCount() async throws {
-        // SET NX, then GET: `SET … NX GET` needs Redis 7
-        guard try await redis.execute(["SET", KeySchema.bucketCountKey, String(keys.buckets), "NX"]) == .null else { return }
-        if let value = try await redis.execute(["GET", KeySchema.bucketCountKey]).string, value != String(keys.buckets) {
-            throw BucketCountMismatch(configured: keys.buckets, recorded: value)
-        }
-    }
-
     /// The latest heartbeat as stored in the device hash, and when Redis received it.
     public func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) {
         let values = try await redis.execute([
@@ -124,20 +116,4 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
 return redis.call('RPUSH', KEYS[1], ARGV[2])
 """#)
-}
-
-/// `BUCKETS` differs from the count the deployment's Redis was started with.
-public struct BucketCountMismatch: Error, CustomStringConvertible {
-    public let configured: Int
-    public let recorded: String
-
-    public init(configured: Int, recorded: String) {
-        self.configured = configured
-        self.recorded = recorded
-    }
-
-    public var description: String {
-        "BUCKETS=\(configured), but this Redis holds a deployment started with BUCKETS=\(recorded) (\(KeySchema.bucketCountKey)); "
-            + "every gateway and monitor must use the same count: set BUCKETS=\(recorded)"
-    }
 }

@@ -9,18 +9,24 @@
 /// A storm that arrives over several scans (devices beating every few minutes fall silent a slice
 /// at a time) is judged over a window: devices declared offline within the last `window` count as
 /// stale again, against the fleet as it was at the window's start.
-struct StormGuard: Sendable, Equatable {
-    struct Settings: Sendable, Equatable {
-        var minDevices: Int
-        var fraction: Double
-        var maxHold: Duration
+public struct StormGuard: Sendable, Equatable {
+    public struct Settings: Sendable, Equatable {
+        public var minDevices: Int
+        public var fraction: Double
+        public var maxHold: Duration
+
+        public init(minDevices: Int, fraction: Double, maxHold: Duration) {
+            self.minDevices = minDevices
+            self.fraction = fraction
+            self.maxHold = maxHold
+        }
     }
 
-    enum HoldEnd: String, Sendable, Equatable {
+    public enum HoldEnd: String, Sendable, Equatable {
         case recovered, released, expired
     }
 
-    enum Decision: Sendable, Equatable {
+    public enum Decision: Sendable, Equatable {
         /// Declare the stale devices offline.
         case proceed
         /// Declare nothing; `started` is true on the scan that tripped the guard (raise the alert then).
@@ -29,26 +35,26 @@ struct StormGuard: Sendable, Equatable {
         case proceedAfterHold(HoldEnd)
     }
 
-    struct Declared: Sendable, Equatable {
-        var atMs: Int64
-        var count: Int
+    public struct Declared: Sendable, Equatable {
+        public var atMs: Int64
+        public var count: Int
     }
 
-    let settings: Settings
+    public let settings: Settings
     /// How far back declared-offline devices still count (the offline threshold).
-    let window: Duration
+    public let window: Duration
     /// Redis time (ms) when the current hold began; `nil` when not holding.
-    private(set) var holdingSince: Int64?
+    public private(set) var holdingSince: Int64?
     private var releaseRequested = false
     private var recent: [Declared] = []
 
-    init(settings: Settings, window: Duration = .zero) {
+    public init(settings: Settings, window: Duration = .zero) {
         self.settings = settings
         self.window = window
     }
 
     /// Records devices a scan declared offline, so the next scans see them within the window.
-    mutating func recordDeclared(_ count: Int, nowMs: Int64) {
+    public mutating func recordDeclared(_ count: Int, nowMs: Int64) {
         guard count > 0 else { return }
         recent.append(Declared(atMs: nowMs, count: count))
     }
@@ -58,22 +64,22 @@ struct StormGuard: Sendable, Equatable {
         return recent.reduce(0) { $0 + $1.count }
     }
 
-    var isHolding: Bool { holdingSince != nil }
+    public var isHolding: Bool { holdingSince != nil }
 
     /// An operator's release: the next scan proceeds. Returns false when nothing is held.
-    mutating func requestRelease() -> Bool {
+    public mutating func requestRelease() -> Bool {
         guard holdingSince != nil else { return false }
         releaseRequested = true
         return true
     }
 
     /// Whether `stale` of `online` devices (stale included) looks like a storm.
-    func isStorm(stale: Int, online: Int) -> Bool {
+    public func isStorm(stale: Int, online: Int) -> Bool {
         stale >= settings.minDevices && Double(stale) > settings.fraction * Double(online)
     }
 
     /// Decides what a scan that found `stale` of `online` devices silent may do, at Redis time `now` (ms).
-    mutating func decide(stale: Int, online: Int, nowMs now: Int64) -> Decision {
+    public mutating func decide(stale: Int, online: Int, nowMs now: Int64) -> Decision {
         let declared = declaredWithinWindow(nowMs: now)
         let storm = isStorm(stale: stale + declared, online: online + declared)
         if let since = holdingSince {
@@ -91,12 +97,5 @@ struct StormGuard: Sendable, Equatable {
         guard storm else { return .proceed }
         holdingSince = now
         return .hold(devices: stale, started: true)
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds.
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -1,5 +1,5 @@
-import Logging
 import Hummingbird
+import Logging
 import NIOCore
 import Prometheus
 
