@@ -53,7 +53,10 @@ let package = Package(
         ),
         .target(
             name: "PostgresAdapter",
-            dependencies: ["CLibpq", "HeartbeatDomain"],
+            dependencies: [
+                "CLibpq", "HeartbeatDomain",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Sources/Shared/Postgres",
             swiftSettings: swiftSettings
         ),

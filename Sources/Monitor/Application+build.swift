@@ -7,43 +7,64 @@ import RedisAdapter
 import ServerSupport
 import ServiceLifecycle
 
-/// Builds the monitor: migrations first, then the admin HTTP server with every worker as a service.
-/// Shutdown runs in reverse: HTTP, outbox relay (flushes Kafka), applier (finishes its batch),
-/// scanner, leader elector (releases the lock), Redis.
+/// Builds the monitor: migrations first, then the stores, the workers over them, and the admin
+/// HTTP server. Services stop in reverse order: HTTP, then the workers (each finishes its round),
+/// the leader elector (releases the lock), the Kafka producer (flushes), the pools and Redis.
 func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: PrometheusCollectorRegistry, logger: Logger) async throws -> some ApplicationProtocol {
     try await migrate(url: configuration.postgresURL, logger: logger)
+    let keys = configuration.keys
     let redis = RedisClient(configuration: configuration.redis, logger: logger)
+    let apiPool = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-api")
+    // its own connection, so relaying never waits behind the ops API or the history writer
+    let outboxPool = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-outbox", size: 1)
+    let publisher = try KafkaEventPublisher(brokers: configuration.kafkaBrokers, properties: configuration.kafkaProperties, logger: logger)
+
+    // stores
+    let devices = PostgresDeviceRepository(db: apiPool)
+    let cache = DeviceRegistryCache(redis: redis, keys: keys)
+    let liveness = RedisLivenessStore(redis: redis, keys: keys)
+    let lock = PostgresLeaderLock(url: configuration.postgresURL, applicationName: "hbm-leader-" + configuration.instanceID.prefix(40))
+
+    // shared state
     let leadership = Leadership()
     let metrics = MonitorMetrics()
-    let checkInterval = min(configuration.scanInterval / 2, .seconds(1))
     let outages = RedisOutages(offlineAfter: configuration.offlineAfter)
-    let elector = LeaderElector(postgresURL: configuration.postgresURL, redis: redis, instanceID: configuration.instanceID,
-                                leadership: leadership, checkInterval: checkInterval, redisTimeout: configuration.leaderRedisTimeout, outages: outages,
-                                metrics: metrics, logger: logger)
-    let scanner = OfflineScanner(redis: redis, keys: configuration.keys, leadership: leadership,
-                                 offlineAfter: configuration.offlineAfter, outages: outages, scanInterval: configuration.scanInterval,
-                                 batchSize: configuration.scanBatchSize, storm: configuration.storm, metrics: metrics, logger: logger)
-    let applier = TransitionApplier(redis: redis, keys: configuration.keys, leadership: leadership, consumer: configuration.instanceID,
-                                    offlineAfter: configuration.offlineAfter, batchSize: configuration.applyBatchSize,
-                                    pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
-    let relay = OutboxRelay(postgresURL: configuration.postgresURL, brokers: configuration.kafkaBrokers, properties: configuration.kafkaProperties, topicNames: configuration.kafkaTopics, leadership: leadership,
-                            batchSize: configuration.outboxBatchSize, pollInterval: configuration.pollInterval, metrics: metrics, logger: logger)
-    let db = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-api")
-    let registry = DeviceRegistryCache(redis: redis, keys: configuration.keys)
-    let history = HistoryWriter(redis: redis, keys: configuration.keys, leadership: leadership, db: db, consumer: configuration.instanceID,
-                                retentionDays: configuration.historyRetentionDays, retention: configuration.retention, batchSize: 5000,
-                                pollInterval: configuration.pollInterval, logger: logger)
+    let redisRunID = RunIDWatch()
+    let stormGuard = SharedStormGuard(StormGuard(settings: configuration.storm, window: configuration.offlineAfter))
+
+    // workers, in the order an offline transition passes them
+    let elector = LeaderElector(lock: lock, liveness: liveness, instanceID: configuration.instanceID, leadership: leadership,
+                                checkInterval: min(configuration.scanInterval / 2, .seconds(1)), redisTimeout: configuration.leaderRedisTimeout,
+                                outages: outages, redisRunID: redisRunID, metrics: metrics, logger: logger)
+    let scanner = OfflineScanner(store: liveness, buckets: keys.allBuckets, leadership: leadership, offlineAfter: configuration.offlineAfter,
+                                 outages: outages, scanInterval: configuration.scanInterval, batchSize: configuration.scanBatchSize,
+                                 stormGuard: stormGuard, metrics: metrics, logger: logger)
+    let applier = StreamWorker(redis: redis, buckets: keys.allBuckets, consumer: configuration.instanceID,
+                               handler: TransitionApplier(keys: keys, store: PostgresTransitionStore(), leadership: leadership,
+                                                          offlineAfter: configuration.offlineAfter, metrics: metrics, logger: logger),
+                               batchSize: configuration.applyBatchSize, leadership: leadership, pollInterval: configuration.pollInterval, logger: logger)
+    let relay = OutboxRelay(outbox: PostgresOutboxStore(db: outboxPool), publisher: publisher, topicNames: configuration.kafkaTopics,
+                            leadership: leadership, batchSize: configuration.outboxBatchSize, pollInterval: configuration.pollInterval,
+                            metrics: metrics, logger: logger)
+    // three buckets at once (each on its own pool connection, below the pool's size so the ops API
+    // keeps one): one bucket at a time left the writer waiting on round trips at ~23k rows/s
+    let history = StreamWorker(redis: redis, buckets: keys.allBuckets, consumer: configuration.instanceID,
+                               handler: HistoryWriter(keys: keys, redis: redis, store: PostgresHistoryStore(db: apiPool),
+                                                      retentionDays: configuration.historyRetentionDays, retention: configuration.retention,
+                                                      redisRunID: redisRunID, metrics: metrics, logger: logger),
+                               batchSize: 5000, parallelism: 3, leadership: leadership, pollInterval: configuration.pollInterval, logger: logger)
     // checked often: while a bucket's registry is missing its devices get 503 from the gateway
-    let seeder = RegistrySeeder(db: db, registry: registry, leadership: leadership,
+    let seeder = RegistrySeeder(devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: leadership,
                                 checkInterval: min(configuration.scanInterval, .milliseconds(250)), metrics: metrics, logger: logger)
-    let reconciler = Reconciler(db: db, redis: redis, keys: configuration.keys, leadership: leadership,
+    let reconciler = Reconciler(devices: devices, liveness: liveness, keys: keys, leadership: leadership,
                                 interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
+
     let admin = AdminController<BasicRequestContext>(
-        redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership, scanner: scanner,
+        liveness: liveness, devices: devices, requestMetrics: RequestMetricsMiddleware(), leadership: leadership, stormGuard: stormGuard,
         metricsRegistry: metricsRegistry, adminToken: configuration.adminToken, servesMetrics: configuration.metricsPort == nil)
-    let router = buildAdminRouter(admin: admin, devices: DevicesController(db: db, registry: registry))
+    let router = buildAdminRouter(admin: admin, registry: DeviceRegistry(devices: devices, cache: cache))
     BuildInfo.publish(program: "heartbeat-monitor")
-    var services: [any Service] = [redis, elector, seeder, reconciler, scanner, applier, history, relay]
+    var services: [any Service] = [redis, apiPool, outboxPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay]
     if let port = configuration.metricsPort {
         services.append(admin.metrics.listener(
             host: configuration.adminHost, port: port, serverName: "heartbeat-monitor-metrics", logger: logger))
@@ -57,9 +78,8 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
         logger: logger)
     app.beforeServerStarts {
         do {
-            try await redis.load([OfflineScanScript.count, OfflineScanScript.apply, DeviceRegistryCache.boundedPush,
-                                  ReconcileScript.restore, ReconcileScript.undo])
-            try await redis.checkBucketCount(configuration.keys)
+            try await redis.load(RedisLivenessStore.scripts + [DeviceRegistryCache.boundedPush])
+            try await redis.checkBucketCount(keys)
         } catch let mismatch as BucketCountMismatch {
             logger.critical("refusing to start", metadata: ["error": "\(mismatch)"])
             throw mismatch
@@ -89,10 +109,12 @@ func migrate(url: String, logger: Logger) async throws {
 }
 
 /// The monitor's HTTP routes: health, readiness and metrics, and the ops API behind the admin token.
-func buildAdminRouter(admin: AdminController<BasicRequestContext>, devices: DevicesController<BasicRequestContext>) -> Router<BasicRequestContext> {
+func buildAdminRouter(admin: AdminController<BasicRequestContext>, registry: DeviceRegistry) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: admin.requestMetrics)
-    devices.addRoutes(to: admin.addRoutes(to: router))
+    let api = admin.addRoutes(to: router)
+    DevicesController<BasicRequestContext>(registry: registry).addRoutes(to: api)
+    DeviceQueriesController<BasicRequestContext>(devices: registry.devices, cache: registry.cache).addRoutes(to: api)
     router.addMethodNotAllowed()
     return router
 }

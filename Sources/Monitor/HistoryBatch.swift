@@ -6,8 +6,6 @@ import RedisAdapter
 /// `COPY` skips what `INSERT … SELECT FROM unnest(…)` costs per row (array parsing, the executor's
 /// projection); the JSON column is written as the ops API serves it.
 struct HistoryBatch {
-    static let copySQL = "COPY heartbeat_history (device_id, received_at, payload, device_time, entry_id) FROM STDIN"
-
     /// The rows: device id, received at, payload JSON, device time, entry id; tab-separated, one per line.
     private(set) var data: [UInt8] = []
     /// Redis time (ms) of each row, for creating missing day partitions.

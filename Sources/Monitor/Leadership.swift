@@ -1,19 +1,28 @@
 import PostgresAdapter
 import Synchronization
 
-/// Whether this instance is the active monitor, and the PostgreSQL session that holds the lock.
+/// Whether this instance is the active monitor, and the session that holds the lock.
 ///
 /// Every worker reads ``current`` before each unit of work and stops when it is `nil` or its epoch
 /// changed. The applier writes through the lease's connection, so a session that died (and with it
 /// the advisory lock) cannot commit anything either: the lock is also the fence.
 final class Leadership: Sendable {
+    /// The session holding the lock.
+    struct Session: Sendable {
+        /// The lock's PostgreSQL session (`nil` in tests without PostgreSQL).
+        let connection: PostgresConnection?
+        /// The session's backend pid: writes on other connections are fenced with
+        /// `assert_leader(pid)`, which fails once this session no longer holds the lock.
+        let backendPID: Int
+    }
+
     struct Lease: Sendable {
         /// Increases with every acquisition; lets workers notice a lost-and-regained lock.
         let epoch: Int
-        let connection: PostgresConnection
-        /// The lock session's backend pid: writes on other connections are fenced with
-        /// `assert_leader(pid)`, which fails once this session no longer holds the lock.
-        let backendPID: String
+        let session: Session
+
+        var connection: PostgresConnection? { session.connection }
+        var backendPID: Int { session.backendPID }
     }
 
     private let state = Mutex<(lease: Lease?, epoch: Int)>((nil, 0))
@@ -21,10 +30,10 @@ final class Leadership: Sendable {
     var current: Lease? { state.withLock { $0.lease } }
     var isLeader: Bool { current != nil }
 
-    func grant(_ connection: PostgresConnection, backendPID: String) -> Lease {
+    func grant(_ session: Session) -> Lease {
         state.withLock { state in
             state.epoch += 1
-            let lease = Lease(epoch: state.epoch, connection: connection, backendPID: backendPID)
+            let lease = Lease(epoch: state.epoch, session: session)
             state.lease = lease
             return lease
         }
@@ -38,5 +47,5 @@ final class Leadership: Sendable {
     }
 
     /// True while `lease` is still the current one.
-    func holds(_ lease: Lease) -> Bool { current?.epoch == lease.epoch }
+    func holds(_ lease: Leadership.Lease) -> Bool { current?.epoch == lease.epoch }
 }

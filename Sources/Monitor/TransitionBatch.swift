@@ -1,5 +1,4 @@
 import HeartbeatDomain
-import PostgresAdapter
 import RedisAdapter
 
 /// A bucket's transitions in stream order, as the array parameters of `apply_transitions`.
@@ -29,12 +28,4 @@ struct TransitionBatch: Sendable, Equatable {
     }
 
     var isEmpty: Bool { ids.isEmpty }
-
-    /// The SQL parameters for `apply_transitions($1 … $8)`.
-    func parameters(bucket: Int, offlineAfter: Duration) -> [String?] {
-        [String(bucket), PostgresArray.plain(ids), PostgresArray.plain(devices), PostgresArray.plain(kinds), PostgresArray.plain(atMs), PostgresArray.plain(lastMs),
-         PostgresArray.plain(reasons), String(Double(offlineAfter.milliseconds) / 1000)]
-    }
-
-    static let sql = "SELECT apply_transitions($1::int, $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::float8)"
 }

@@ -205,7 +205,7 @@ import KafkaAdapter
                 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                """, [String(LeaderElector.lockKey)]).scalar
+                """, [String(PostgresLeaderLock.key)]).scalar
         }
         #expect(try await h.eventually(.seconds(3)) { try await leader() == "hbm-leader-first" })
         try await h.beat(id, token: token)

@@ -263,7 +263,7 @@ import PostgresAdapter
             try await database.query("""
                 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
-                """, [String(LeaderElector.lockKey)]).scalar
+                """, [String(PostgresLeaderLock.key)]).scalar
         }
         #expect(try await h.eventually(.seconds(8)) { try await leader() == "hbm-leader-only" })
         let failover = Self.seconds(ContinuousClock.now - restartedAt)

@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
+import Logging
+import Synchronization
 import Testing
 
 @testable import Ingest
@@ -13,41 +15,68 @@ import PostgresAdapter
 /// What makes replays, trimming, fencing, retention and slow clients safe, on real Redis and
 /// PostgreSQL: each mechanism driven directly, in the state a crash or a stale leader leaves.
 @Suite(.serialized) struct ReplayAndRetentionTests {
+    /// Records the batches a ``StreamWorker`` hands over; `beforeReading` lets a test act in between.
+    final class RecordingHandler: StreamBatchHandler {
+        static let group = TransitionApplier.group
+        let key: String
+        let batches = Mutex<[[String]]>([])
+        let onBeforeReading: @Sendable () async throws -> Void
+
+        init(key: String, onBeforeReading: @escaping @Sendable () async throws -> Void) {
+            self.key = key
+            self.onBeforeReading = onBeforeReading
+        }
+
+        func stream(bucket: Int) -> String { key }
+        func beforeReading(stream: String) async throws { try await onBeforeReading() }
+        func handle(_ entries: [StreamEntry], bucket: Int, lease: Leadership.Lease) async throws {
+            batches.withLock { $0.append(entries.map(\.id)) }
+        }
+    }
+
     @Test func trimmingKeepsEntriesAnotherInstanceStillHolds() async throws {
         let server = try await RedisServer.start()
         let redis = server.client()
         let stream = "hb:{0}:transitions"
-        let old = StreamConsumer(redis: redis, group: TransitionApplier.group, consumer: "old-leader")
-        let new = StreamConsumer(redis: redis, group: TransitionApplier.group, consumer: "new-leader")
-        try await old.createGroup(on: [stream])
+        try await redis.xgroupCreate(stream, group: TransitionApplier.group)
         for index in 0..<10 {
             try await redis.execute(["XADD", stream, "*", "device", "d\(index)", "type", "online", "at", "1", "last_heartbeat", "1"])
         }
-        // the old leader read five entries and has not applied them when the new one reads on
-        let held = try await old.nextBatch(stream, count: 5).entries
-        let read = StreamEntry.fromRead(try await redis.execute(["XREADGROUP", "GROUP", TransitionApplier.group, "new-leader",
-                                                                   "COUNT", "5", "STREAMS", stream, ">"]))
-        try await new.acknowledge(read, on: stream)
-        try await new.trimAcknowledged(through: try #require(read.last?.id), on: stream)
+        // the old leader reads five entries (and will not store them) just before the new one reads on
+        let held = Mutex<[StreamEntry]>([])
+        let handler = RecordingHandler(key: stream) {
+            guard held.withLock({ $0.isEmpty }) else { return }
+            let read = try await redis.xreadgroup(stream, group: TransitionApplier.group, consumer: "old-leader", count: 5)
+            held.withLock { $0 = read }
+        }
+        let leadership = Leadership()
+        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let worker = StreamWorker(redis: redis, buckets: 0..<1, consumer: "new-leader", handler: handler, batchSize: 5,
+                                  leadership: leadership, pollInterval: .seconds(1), logger: Logger(label: "test"))
+        #expect(try await worker.drainOnce(bucket: 0, lease: lease) == 5)
         #expect(try await redis.execute(["XLEN", stream]).integer == 10, "entries another instance holds were trimmed")
         // the old leader dies; its entries are claimed whole and can then go
-        let (claimed, wasClaimed) = try await new.nextBatch(stream, count: 10)
-        #expect(wasClaimed && claimed.map(\.id) == held.map(\.id) && claimed.allSatisfy { !$0.fields.isEmpty })
-        try await new.acknowledge(claimed, on: stream)
-        try await new.trimAcknowledged(through: try #require(claimed.last?.id), on: stream)
+        #expect(try await worker.drainOnce(bucket: 0, lease: lease) == 5)
+        let batches = handler.batches.withLock { $0 }
+        #expect(batches.count == 2 && batches[1] == held.withLock { $0.map(\.id) })
         #expect(try await redis.execute(["XLEN", stream]).integer == 5)
         await redis.shutdown()
         await server.stop()
     }
 
+    @Test func trimBoundStopsAtTheLowestPendingEntry() throws {
+        let through = try #require(StreamID("1700000000005-0"))
+        #expect(StreamWorker<RecordingHandler>.trimBound(after: through, lowestPending: nil).description == "1700000000005-1")
+        #expect(StreamWorker<RecordingHandler>.trimBound(after: through, lowestPending: StreamID("1700000000001-0")).description == "1700000000001-0")
+    }
+
     /// `apply_transitions` on one device: (stream id, kind, at ms).
     static func apply(_ db: PostgresConnection, _ device: DeviceID, _ entries: [(String, String, Int64)]) async throws {
-        try await db.query(TransitionBatch.sql, [
-            "0", PostgresArray.plain(entries.map(\.0)), PostgresArray.plain(entries.map { _ in device.string }),
-            PostgresArray.plain(entries.map(\.1)), PostgresArray.plain(entries.map { String($0.2) }),
-            PostgresArray.plain(entries.map { String($0.2) }), PostgresArray.plain(entries.map { $0.1 == "online" ? "heartbeat_received" : "heartbeat_timeout" }),
-            "2",
-        ])
+        let batch = TransitionBatch(entries: entries.map { id, kind, at in
+            StreamEntry(id: id, fields: ["device": device.string, "type": kind, "at": String(at), "last_heartbeat": String(at)])
+        })
+        _ = try await PostgresTransitionStore().apply(batch, bucket: 0, offlineAfter: .seconds(2),
+                                                      lease: Leadership().grant(.init(connection: db, backendPID: 0)))
     }
 
     @Test func replaysAreSkippedAndARepeatedStreamIDIsNot() async throws {
@@ -81,8 +110,8 @@ import PostgresAdapter
             let batch = HistoryBatch(entries: entries, bucket: 1)
             try await h.database.connection.query("SELECT ensure_history_partition(current_date)")
             // COPY committed, XACK lost: the batch is written again by whoever claims it
-            try await h.database.connection.copyIn(HistoryBatch.copySQL, data: batch.data)
-            try await h.database.connection.copyIn(HistoryBatch.copySQL, data: batch.data)
+            try await h.database.connection.copyIn(PostgresHistoryStore.copy, data: batch.data)
+            try await h.database.connection.copyIn(PostgresHistoryStore.copy, data: batch.data)
             #expect(try await h.database.connection.query("SELECT count(*) FROM heartbeat_history WHERE device_id = $1", [id.string]).scalar == "6")
             let shown = try await OpsAPITests.call(client, .get, "/api/v1/devices/\(id)/heartbeats")
             #expect((shown.json["heartbeats"] as? [Any])?.count == 3)
@@ -94,7 +123,7 @@ import PostgresAdapter
         let database = try await TestDatabase.create()
         try await Migrations.run(on: database.connection)
         let holder = try await PostgresConnection.connect(url: database.url, applicationName: "holder")
-        #expect(try await holder.query("SELECT pg_try_advisory_lock($1)", [String(LeaderElector.lockKey)]).scalar == "t")
+        #expect(try await holder.query("SELECT pg_try_advisory_lock($1)", [String(PostgresLeaderLock.key)]).scalar == "t")
         let pid = try #require(try await holder.query("SELECT pg_backend_pid()").scalar)
         try await database.connection.query("SELECT assert_leader($1::int)", [pid])
         await holder.close()  // the session dies: the lock with it
@@ -142,7 +171,7 @@ import PostgresAdapter
                 """, [id.string, age, source])
         }
         let pool = PostgresPool(url: database.url, applicationName: "purge", size: 1)
-        let purged = try await RetentionPolicy(outbox: .seconds(7 * 86_400), events: .seconds(90 * 86_400)).purge(pool)
+        let purged = try await PostgresHistoryStore(db: pool).purge(RetentionPolicy(outbox: .seconds(7 * 86_400), events: .seconds(90 * 86_400)))
         #expect(purged == 2)
         // the unpublished row is kept whatever its age: it has not reached Kafka yet
         #expect(try await db.query("SELECT count(*) FROM outbox").scalar == "2")

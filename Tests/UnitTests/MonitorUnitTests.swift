@@ -3,6 +3,7 @@ import Testing
 
 @testable import Monitor
 import HeartbeatDomain
+import PostgresAdapter
 import RedisAdapter
 import ServerSupport
 
@@ -17,11 +18,13 @@ import ServerSupport
             entry("1700000002500-3", ["device": id.string, "type": "offline", "at": "1700000002500", "last_heartbeat": "1700000000000"]),
         ])
         #expect(batch.malformed.isEmpty)
-        let parameters = batch.parameters(bucket: 3, offlineAfter: .milliseconds(2500))
-        #expect(parameters == [
-            "3", "{1700000000000-0,1700000002500-3}", "{\(id),\(id)}", "{online,offline}", "{1700000000000,1700000002500}",
-            "{1700000000000,1700000000000}", "{heartbeat_received,heartbeat_timeout}", "2.5",
-        ])
+        #expect(batch.ids == ["1700000000000-0", "1700000002500-3"])
+        #expect(batch.kinds == ["online", "offline"])
+        #expect(batch.atMs == ["1700000000000", "1700000002500"])
+        #expect(batch.reasons == ["heartbeat_received", "heartbeat_timeout"])
+        let query: PostgresQuery = "SELECT apply_transitions(\(batch.ids)::text[], \(Duration.milliseconds(2500).seconds)::float8)"
+        #expect(query.sql == "SELECT apply_transitions($1::text[], $2::float8)")
+        #expect(query.binds == [#"{"1700000000000-0","1700000002500-3"}"#, "2.5"])
     }
 
     @Test func setsAsideMalformedEntries() {
@@ -37,12 +40,10 @@ import ServerSupport
 }
 
 @Suite struct StreamEntryTests {
-    @Test func parsesReadAndAutoClaimReplies() {
+    @Test func parsesEntryLists() {
         let entries: RedisValue = .array([.array([.string("5-1"), .array([.string("a"), .string("1"), .string("b"), .string("2")])])])
-        #expect(StreamEntry.fromRead(.array([.array([.string("key"), entries])])) == [StreamEntry(id: "5-1", fields: ["a": "1", "b": "2"])])
-        #expect(StreamEntry.fromRead(.null).isEmpty)
-        #expect(StreamEntry.fromAutoClaim(.array([.string("0-0"), entries, .array([])])).map(\.id) == ["5-1"])
-        #expect(StreamEntry.fromAutoClaim(.array([.string("0-0"), .array([]), .array([])])).isEmpty)
+        #expect(StreamEntry.list(entries) == [StreamEntry(id: "5-1", fields: ["a": "1", "b": "2"])])
+        #expect(StreamEntry.list(.null).isEmpty)
     }
 }
 

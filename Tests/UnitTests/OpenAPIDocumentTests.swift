@@ -48,16 +48,13 @@ import ServerSupport
         let documented = try Self.documentedRoutes()
         let gateway = Self.normalized(buildRouter(store: InMemoryHeartbeatStore(), metricsRegistry: TestMetrics.registry))
         let redis = RedisClient(configuration: .init(endpoint: RedisEndpoint(port: 1)), logger: Logger(label: "unused"))
-        let leadership = Leadership()
         let db = PostgresPool(url: "postgres://unused", applicationName: "unused")
-        let scanner = OfflineScanner(redis: redis, keys: KeySchema(buckets: 1), leadership: leadership, offlineAfter: .seconds(1), outages: RedisOutages(offlineAfter: .seconds(1)),
-                                     scanInterval: .seconds(1), batchSize: 1, storm: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)),
-                                     metrics: MonitorMetrics(), logger: Logger(label: "unused"))
+        let devices = PostgresDeviceRepository(db: db)
         let monitor = Self.normalized(buildAdminRouter(
-            admin: AdminController(redis: redis, db: db, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
-                                   scanner: scanner, metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
-            devices: DevicesController(db: db,
-                                       registry: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1)))))
+            admin: AdminController(liveness: InMemoryLivenessStore(), devices: devices, requestMetrics: RequestMetricsMiddleware(),
+                                   leadership: Leadership(), stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)))),
+                                   metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
+            registry: DeviceRegistry(devices: devices, cache: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1)))))
         let served = gateway.union(monitor)
         #expect(!documented.isEmpty)
         #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")

@@ -28,11 +28,11 @@ import RedisAdapter
 
 @Suite struct StreamIDTests {
     @Test func successorAndOrder() {
-        #expect(StreamConsumer.successor(of: "1700000000000-0") == "1700000000000-1")
-        #expect(StreamConsumer.successor(of: "5-\(UInt64.max)") == "6-0")
-        #expect(StreamConsumer.successor(of: "garbage") == nil)
-        #expect(StreamConsumer.compare("10-0", "9-5") == 1)
-        #expect(StreamConsumer.compare("9-5", "9-6") == -1)
-        #expect(StreamConsumer.compare("9-5", "9-5") == 0)
+        #expect(StreamID("1700000000000-0")?.successor.description == "1700000000000-1")
+        #expect(StreamID("5-\(UInt64.max)")?.successor.description == "6-0")
+        #expect(StreamID("garbage") == nil)
+        #expect(StreamID("10-0")! > StreamID("9-5")!)
+        #expect(StreamID("9-5")! < StreamID("9-6")!)
+        #expect(StreamID("9-5")! == StreamID("9-5")!)
     }
 }

@@ -49,17 +49,18 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         let connection = PostgresConnection(connection: pointer, label: "postgres-\(applicationName)")
         let ms = statementTimeout.milliseconds
-        _ = try await connection.query("SELECT set_config('statement_timeout', $1, false)", ["\(ms)"])
+        _ = try await connection.query("SELECT set_config('statement_timeout', \(String(ms)), false)")
         return connection
     }
 
     /// True once a call failed because the connection broke; the owner should open a new one.
     public var isBroken: Bool { broken.withLock { $0 } }
 
-    /// Runs one parameterized statement (`$1`, `$2`, …; parameters as text, `nil` = NULL).
+    /// Runs one statement with its binds (see ``PostgresQuery``).
     @discardableResult
-    public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresResult {
-        try await run { connection in
+    public func query(_ query: PostgresQuery) async throws -> PostgresResult {
+        let sql = query.sql, parameters = query.binds
+        return try await run { connection in
             let copies = parameters.map { $0.map { strdup($0) } ?? nil }
             defer { for copy in copies { free(copy) } }
             let values = copies.map { UnsafePointer<CChar>($0) }
@@ -131,7 +132,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 broken.withLock { $0 = true }
                 return .failure(PostgresError.connectionLost(String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)))
             }
-            let state = result.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { String(cString: $0) }
+            let state = result.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { PostgresError.SQLState(String(cString: $0)) }
             let message = result.map { String(cString: PQresultErrorMessage($0)) } ?? String(cString: PQerrorMessage(connection))
             return .failure(PostgresError.queryFailed(sqlState: state, message: message.trimmingCharacters(in: .whitespacesAndNewlines)))
         }

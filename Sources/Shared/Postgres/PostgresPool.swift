@@ -18,8 +18,8 @@ public final class PostgresPool: Sendable {
 
     /// Runs one statement on the next connection (connecting or reconnecting it first if needed).
     @discardableResult
-    public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresResult {
-        try await nextConnection().query(sql, parameters)
+    public func query(_ query: PostgresQuery) async throws -> PostgresResult {
+        try await nextConnection().query(query)
     }
 
     /// Runs `COPY … FROM STDIN` on the next connection (see ``PostgresConnection/copyIn(_:data:)``).
@@ -53,10 +53,4 @@ public final class PostgresPool: Sendable {
         }
         for connection in connections { await connection?.close() }
     }
-}
-
-/// PostgreSQL array literals for `$n::type[]` parameters.
-public enum PostgresArray {
-    /// `{a,b}` for values that need no quoting (ids, UUIDs, numbers, plain words).
-    public static func plain(_ values: [String]) -> String { "{" + values.joined(separator: ",") + "}" }
 }

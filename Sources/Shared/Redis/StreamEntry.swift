@@ -23,16 +23,4 @@ public struct StreamEntry: Sendable, Equatable {
             return StreamEntry(id: id, fields: fields)
         }
     }
-
-    /// Entries of a single-stream XREADGROUP reply (`[[key, entries]]`, or null when none).
-    public static func fromRead(_ value: RedisValue) -> [StreamEntry] {
-        guard let streams = value.array, let first = streams.first?.array, first.count == 2 else { return [] }
-        return list(first[1])
-    }
-
-    /// Entries of an XAUTOCLAIM reply (`[next-id, entries, deleted-ids]`).
-    public static func fromAutoClaim(_ value: RedisValue) -> [StreamEntry] {
-        guard let parts = value.array, parts.count >= 2 else { return [] }
-        return list(parts[1])
-    }
 }

@@ -23,7 +23,7 @@ struct GatewayHarness {
         let server = try await RedisServer.start(appendOnly: appendOnly)
         let redis = server.client()
         let registry = DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 4))
-        try await registry.markLoaded(buckets: registry.keys.allBuckets)  // what the monitor does when it seeds
+        try await registry.markLoaded(buckets: Array(registry.keys.allBuckets))  // what the monitor does when it seeds
         return GatewayHarness(server: server, redis: redis, registry: registry)
     }
 

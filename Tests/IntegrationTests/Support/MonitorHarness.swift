@@ -98,7 +98,7 @@ struct MonitorHarness {
             SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            """, [String(LeaderElector.lockKey)]).scalar
+            """, [String(PostgresLeaderLock.key)]).scalar
     }
 
     func register(_ count: Int) async throws -> [(DeviceID, String)] {

@@ -1,7 +1,6 @@
 import Foundation
 import HeartbeatDomain
 import Logging
-import RedisAdapter
 import ServiceLifecycle
 import Synchronization
 
@@ -15,8 +14,8 @@ final class OfflineScanner: Service, Sendable {
         var decision: StormGuard.Decision?
     }
 
-    let redis: RedisClient
-    let keys: KeySchema
+    let store: any LivenessStore
+    let buckets: Range<Int>
     let leadership: Leadership
     let offlineAfter: Duration
     /// Recent Redis outages, added to `offlineAfter` for a while (``OutageCredit``).
@@ -26,14 +25,14 @@ final class OfflineScanner: Service, Sendable {
     let metrics: MonitorMetrics
     let logger: Logger
     /// Shared with the ops API (release) and `/readyz`.
-    let stormGuard: Mutex<StormGuard>
+    let stormGuard: SharedStormGuard
     /// The lease epoch the storm guard's state belongs to.
     private let guardEpoch = Mutex(0)
 
-    init(redis: RedisClient, keys: KeySchema, leadership: Leadership, offlineAfter: Duration, outages: RedisOutages,
-         scanInterval: Duration, batchSize: Int, storm: StormGuard.Settings, metrics: MonitorMetrics, logger: Logger) {
-        self.redis = redis
-        self.keys = keys
+    init(store: any LivenessStore, buckets: Range<Int>, leadership: Leadership, offlineAfter: Duration, outages: RedisOutages,
+         scanInterval: Duration, batchSize: Int, stormGuard: SharedStormGuard, metrics: MonitorMetrics, logger: Logger) {
+        self.store = store
+        self.buckets = buckets
         self.leadership = leadership
         self.offlineAfter = offlineAfter
         self.outages = outages
@@ -41,20 +40,14 @@ final class OfflineScanner: Service, Sendable {
         self.batchSize = batchSize
         self.metrics = metrics
         self.logger = logger
-        self.stormGuard = Mutex(StormGuard(settings: storm, window: offlineAfter))
+        self.stormGuard = stormGuard
     }
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            if let lease = leadership.current {
-                do {
-                    _ = try await scan(lease)
-                    metrics.lastScan.record(Double(Date().timeIntervalSince1970))
-                } catch {
-                    logger.error("offline scan failed", metadata: ["error": "\(error)"])
-                }
-            }
-            guard await sleepUnlessShuttingDown(scanInterval) else { return }
+        await LeaderLoop(leadership: leadership, interval: scanInterval, name: "offline scan", logger: logger).run { lease in
+            _ = try await self.scan(lease)
+            self.metrics.lastScan.record(Date().timeIntervalSince1970)
+            return false
         }
     }
 
@@ -64,24 +57,18 @@ final class OfflineScanner: Service, Sendable {
         defer { metrics.scanDuration.recordInterval(since: started) }
         // silence the devices could not help (Redis out of reach) does not count
         let silenceAllowed = offlineAfter + outages.credit
-        let afterMs = String(silenceAllowed.milliseconds)
         var report = Report()
-        var perBucket = [Int](repeating: 0, count: keys.buckets)
+        var perBucket: [Int: Int] = [:]
         var nowMs: Int64 = 0
-        try await withThrowingTaskGroup(of: (Int, [Int64]).self) { group in
-            for bucket in keys.allBuckets {
-                group.addTask {
-                    let reply = try await self.redis.run(OfflineScanScript.count,
-                        keys: [self.keys.online(bucket: bucket), self.keys.transitions(bucket: bucket)], arguments: [afterMs])
-                    return (bucket, reply.array?.compactMap(\.integer) ?? [])
-                }
+        try await withThrowingTaskGroup(of: (Int, StaleCount).self) { group in
+            for bucket in buckets {
+                group.addTask { (bucket, try await self.store.countStale(bucket: bucket, silenceAllowed: silenceAllowed)) }
             }
-            for try await (bucket, values) in group {
-                guard values.count == 3 else { throw RedisError.unexpectedReply("offline count returned \(values)") }
-                perBucket[bucket] = Int(values[0])
-                report.stale += Int(values[0])
-                report.online += Int(values[1])
-                nowMs = max(nowMs, values[2])
+            for try await (bucket, count) in group {
+                perBucket[bucket] = count.stale
+                report.stale += count.stale
+                report.online += count.online
+                nowMs = max(nowMs, count.nowMs)
             }
         }
         // No grace after a leader change: liveness lives in Redis, written by the gateways, so a
@@ -116,15 +103,12 @@ final class OfflineScanner: Service, Sendable {
         case .proceed:
             break
         }
-        let cutoff = String(nowMs - silenceAllowed.milliseconds)
-        for bucket in keys.allBuckets where perBucket[bucket] > 0 {
+        let cutoff = nowMs - silenceAllowed.milliseconds
+        for bucket in buckets where perBucket[bucket, default: 0] > 0 {
             while leadership.holds(lease) {
-                let reply = try await redis.run(OfflineScanScript.apply,
-                    keys: [keys.online(bucket: bucket), keys.transitions(bucket: bucket)], arguments: [cutoff, String(batchSize)])
-                let values = reply.array?.compactMap(\.integer) ?? []
-                guard values.count == 2 else { throw RedisError.unexpectedReply("offline apply returned \(reply)") }
-                report.declaredOffline += Int(values[0])
-                if values[0] == 0 || values[1] == 0 { break }
+                let (declared, remaining) = try await store.declareOffline(bucket: bucket, cutoffMs: cutoff, limit: batchSize)
+                report.declaredOffline += declared
+                if declared == 0 || remaining == 0 { break }
             }
         }
         if report.declaredOffline > 0 {

@@ -79,7 +79,7 @@ public struct DeviceRegistryCache: Sendable {
     }
 
     /// Sets the registry markers of `buckets` (their share of the registry is loaded).
-    public func markLoaded(buckets: some Sequence<Int>) async throws {
+    public func markLoaded(buckets: [Int]) async throws {
         for bucket in buckets { try await redis.execute(["SET", keys.registryMarker(bucket: bucket), "1"]) }
     }
 

@@ -236,16 +236,17 @@ public enum Migrations {
     public static func run(on connection: PostgresConnection) async throws -> [Int] {
         try await connection.simpleQuery("BEGIN")
         do {
-            try await connection.query("SELECT pg_advisory_xact_lock($1)", [String(lockKey)])
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))")
             try await connection.simpleQuery("""
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                     version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                 """)
-            let done = Set(try await connection.query("SELECT version FROM schema_migrations").rows.compactMap { $0[0].flatMap(Int.init) })
+            let versions: [Int] = try await connection.query("SELECT version FROM schema_migrations").decode(Int.self)
+            let done = Set(versions)
             var applied: [Int] = []
             for migration in all where !done.contains(migration.version) {
                 try await connection.simpleQuery(migration.sql)
-                try await connection.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [String(migration.version), migration.name])
+                try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))")
                 applied.append(migration.version)
             }
             try await connection.simpleQuery("COMMIT")

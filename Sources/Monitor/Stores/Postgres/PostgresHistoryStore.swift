@@ -1,0 +1,73 @@
+import HeartbeatDomain
+import PostgresAdapter
+
+/// ``HistoryStore`` on PostgreSQL: `COPY` into `heartbeat_history` (see ``HistoryBatch``).
+struct PostgresHistoryStore: HistoryStore {
+    let db: PostgresPool
+
+    func write(_ batch: HistoryBatch, lease: Leadership.Lease) async throws {
+        // fenced: an instance that lost the lock (and does not know yet) writes nothing
+        try await db.query("SELECT assert_leader(\(lease.backendPID)::int)")
+        do {
+            try await db.copyIn(Self.copy, data: batch.data)
+        } catch let error as PostgresError where error.sqlState == .checkViolation {
+            // no partition for a row (a day not created yet): create it and retry once
+            let days = batch.receivedAt.map { $0 / 86_400_000 * 86_400_000 }
+            try await db.query("""
+                SELECT ensure_history_partition((to_timestamp(t / 1000.0) AT TIME ZONE 'UTC')::date)
+                FROM (SELECT DISTINCT unnest(\(days)::bigint[]) AS t) days
+                """)
+            try await db.copyIn(Self.copy, data: batch.data)
+        }
+    }
+
+    func recordLastHeartbeats(_ newest: [DeviceID: Int64]) async throws {
+        try await db.query("""
+            UPDATE devices d SET last_heartbeat = to_timestamp(v.ms / 1000.0)
+            FROM unnest(\(Array(newest.keys))::uuid[], \(Array(newest.values))::bigint[]) AS v(id, ms)
+            WHERE d.id = v.id AND d.id IN (SELECT id FROM devices WHERE id = ANY(\(Array(newest.keys))::uuid[]) FOR UPDATE SKIP LOCKED)
+              AND (d.last_heartbeat IS NULL OR d.last_heartbeat < to_timestamp(v.ms / 1000.0))
+            """)
+    }
+
+    func maintainPartitions(retentionDays: Int) async throws -> Int {
+        try await db.query("SELECT ensure_history_partition(d::date) FROM generate_series(current_date - 1, current_date + 3, '1 day') d")
+        return try await db.query("SELECT drop_history_partitions_before(current_date - \(retentionDays)::int)").first(Int.self) ?? 0
+    }
+
+    func purge(_ policy: RetentionPolicy) async throws -> Int {
+        var total = 0
+        for (statement, age) in [(Self.purgeOutbox, policy.outbox), (Self.purgeReplayKeys, policy.outbox), (Self.purgeEvents, policy.events)] {
+            while true {
+                let deleted = try await db.query(statement(age.seconds)).affectedRows
+                total += deleted
+                if deleted < Self.purgeSlice { break }
+            }
+        }
+        return total
+    }
+
+    /// The columns ``HistoryBatch`` writes, in its order.
+    static let copy = "COPY heartbeat_history (device_id, received_at, payload, device_time, entry_id) FROM STDIN"
+
+    /// Rows per purge statement, so no statement holds locks for long.
+    static let purgeSlice = 10_000
+
+    private static func purgeOutbox(_ seconds: Double) -> PostgresQuery {
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - \(seconds) * interval '1 second' LIMIT \(purgeSlice))"
+    }
+
+    private static func purgeReplayKeys(_ seconds: Double) -> PostgresQuery {
+        """
+        DELETE FROM applied_transitions WHERE source IN
+            (SELECT source FROM applied_transitions WHERE applied_at < now() - \(seconds) * interval '1 second' LIMIT \(purgeSlice))
+        """
+    }
+
+    private static func purgeEvents(_ seconds: Double) -> PostgresQuery {
+        """
+        DELETE FROM device_status_events WHERE id IN
+            (SELECT id FROM device_status_events WHERE at < now() - \(seconds) * interval '1 second' LIMIT \(purgeSlice))
+        """
+    }
+}

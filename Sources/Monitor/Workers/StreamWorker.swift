@@ -1,0 +1,123 @@
+import HeartbeatDomain
+import Logging
+import RedisAdapter
+import ServiceLifecycle
+import Synchronization
+
+/// What a consumer group does with a batch of one bucket's stream.
+protocol StreamBatchHandler: Sendable {
+    /// The consumer group's name.
+    static var group: String { get }
+    /// The bucket's stream.
+    func stream(bucket: Int) -> String
+    /// Stores what the entries carry. Only after it returns are they acknowledged and trimmed.
+    func handle(_ entries: [StreamEntry], bucket: Int, lease: Leadership.Lease) async throws
+    /// Runs before new entries are read from `stream` (not before claimed ones).
+    func beforeReading(stream: String) async throws
+    /// Runs before each round of draining, while leading (upkeep).
+    func prepare(_ lease: Leadership.Lease) async throws
+    /// A round failed with `error` (already logged).
+    func failed(_ error: any Error, lease: Leadership.Lease)
+}
+
+extension StreamBatchHandler {
+    func beforeReading(stream: String) async throws {}
+    func prepare(_ lease: Leadership.Lease) async throws {}
+    func failed(_ error: any Error, lease: Leadership.Lease) {}
+}
+
+/// Drains every bucket's stream with a consumer group for a ``StreamBatchHandler``: creates the
+/// groups (again after Redis lost them), claims entries left pending (by this consumer before a
+/// crash, or by a dead instance) before reading new ones, acknowledges a batch only after the
+/// handler stored it, and trims what was acknowledged — never past the lowest entry still pending
+/// in the group, because another instance (an old leader not yet aware it lost the lock) may hold
+/// entries it read and has not stored, and a trimmed entry could not be claimed any more.
+///
+/// While leading it drains every `pollInterval`, and at once again after a round that found entries.
+final class StreamWorker<Handler: StreamBatchHandler>: Service {
+    let redis: RedisClient
+    let buckets: Range<Int>
+    let consumer: String
+    let handler: Handler
+    let batchSize: Int
+    /// Buckets drained at once (each handler call may hold a PostgreSQL connection).
+    let parallelism: Int
+    let leadership: Leadership
+    let pollInterval: Duration
+    let logger: Logger
+    private let groupsReady = Atomic(false)
+
+    init(redis: RedisClient, buckets: Range<Int>, consumer: String, handler: Handler, batchSize: Int, parallelism: Int = 1,
+         leadership: Leadership, pollInterval: Duration, logger: Logger) {
+        self.redis = redis
+        self.buckets = buckets
+        self.consumer = consumer
+        self.handler = handler
+        self.batchSize = batchSize
+        self.parallelism = max(1, parallelism)
+        self.leadership = leadership
+        self.pollInterval = pollInterval
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await LeaderLoop(leadership: leadership, interval: pollInterval, name: "consumer group \(Handler.group)", logger: logger)
+            .run(onError: { error, lease in self.handler.failed(error, lease: lease) }) { lease in
+                try await self.handler.prepare(lease)
+                return try await self.drain(lease) > 0
+            }
+    }
+
+    /// One batch from every bucket, `parallelism` buckets at a time. Returns the entries consumed.
+    func drain(_ lease: Leadership.Lease) async throws -> Int {
+        do {
+            if !groupsReady.load(ordering: .acquiring) {
+                for bucket in buckets { try await redis.xgroupCreate(handler.stream(bucket: bucket), group: Handler.group) }
+                groupsReady.store(true, ordering: .releasing)
+            }
+            return try await withThrowingTaskGroup(of: Int.self) { group in
+                var pending = buckets.makeIterator()
+                for _ in 0..<parallelism {
+                    guard let bucket = pending.next() else { break }
+                    group.addTask { try await self.drainOnce(bucket: bucket, lease: lease) }
+                }
+                var drained = 0
+                while let count = try await group.next() {
+                    drained += count
+                    if leadership.holds(lease), let bucket = pending.next() {
+                        group.addTask { try await self.drainOnce(bucket: bucket, lease: lease) }
+                    }
+                }
+                return drained
+            }
+        } catch RedisError.server(let message) where message.hasPrefix("NOGROUP") {
+            groupsReady.store(false, ordering: .releasing)  // Redis lost the stream: create the group again
+            throw RedisError.server(message)
+        }
+    }
+
+    /// One batch of the bucket: pending entries claimed first, else new ones. Returns how many.
+    func drainOnce(bucket: Int, lease: Leadership.Lease) async throws -> Int {
+        let stream = handler.stream(bucket: bucket)
+        var entries = try await redis.xautoclaim(stream, group: Handler.group, consumer: consumer, count: batchSize).entries
+        if entries.isEmpty {
+            try await handler.beforeReading(stream: stream)
+            entries = try await redis.xreadgroup(stream, group: Handler.group, consumer: consumer, count: batchSize)
+        }
+        // a lease that ended stores nothing more (the entries stay pending for the next leader)
+        guard let last = entries.last, leadership.holds(lease) else { return 0 }
+        try await handler.handle(entries, bucket: bucket, lease: lease)
+        try await redis.xack(stream, group: Handler.group, ids: entries.map(\.id))
+        // what is stored goes, so the stream holds only what is not stored yet
+        if let through = StreamID(last.id) {
+            let pending = try await redis.xpending(stream, group: Handler.group)
+            try await redis.xtrim(stream, minID: Self.trimBound(after: through, lowestPending: pending.lowest))
+        }
+        return entries.count
+    }
+
+    /// Where trimming may go: past `through`, but never past the lowest entry still pending.
+    static func trimBound(after through: StreamID, lowestPending: StreamID?) -> StreamID {
+        min(through.successor, lowestPending ?? through.successor)
+    }
+}
