@@ -40,17 +40,7 @@ struct HistoryBatch {
         data.append(UInt8(ascii: "\t"))
         data.append(contentsOf: UTCTimestamp(millisecondsSinceEpoch: at).iso8601.utf8)
         data.append(UInt8(ascii: "\t"))
-        let deviceTime: Int64
-        if let ms = HeartbeatPayload.appendJSON(ofStoredForm: stored, deviceID: device, to: &data, doublingBackslashes: true) {
-            deviceTime = ms
-        } else if let legacy = HeartbeatPayload(storedForm: stored, deviceID: device) {
-            // JSON written by earlier versions: no raw tabs or newlines in it; COPY needs `\` doubled
-            for byte in legacy.storedJSON.utf8 {
-                if byte == UInt8(ascii: "\\") { data.append(byte) }
-                data.append(byte)
-            }
-            deviceTime = legacy.deviceTime.millisecondsSinceEpoch
-        } else {
+        guard let deviceTime = HeartbeatPayload.appendJSON(ofStoredForm: stored, deviceID: device, to: &data, doublingBackslashes: true) else {
             data.removeSubrange(rowStart...)
             unreadable += 1
             return

@@ -56,30 +56,6 @@ import HeartbeatDomain
         await h.shutdown()
     }
 
-    @Test func anEntryInTheEarlierFormatIsAcceptedAndRewritten() async throws {
-        let h = try await GatewayHarness.start()
-        let id = DeviceID.random()
-        let token = DeviceToken.generate()
-        // as earlier versions wrote it: the whole 64-digit hash, a JSON payload and a device_time field
-        let legacyPayload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000), playerVersion: "0.9")
-        try await h.redis.execute(["HSET", h.keys.device(id), "token", DeviceToken.hash(token), "payload", legacyPayload.storedJSON,
-                                   "device_time", "1770028200000", "last_heartbeat", "1770028200000"])
-        let latest = try await h.registry.latest(id)
-        #expect(latest.payload == legacyPayload)
-        try await h.withGateway { client in
-            let wrong = try await client.heartbeat(id, token: DeviceToken.generate())
-            #expect(wrong.status == .unauthorized)
-            let response = try await client.heartbeat(id, token: token)
-            #expect(response.status == .ok)
-            let hash = try await Self.hash(h, h.keys.device(id))
-            #expect(hash["token"] == String(DeviceToken.hash(token).prefix(32)))
-            #expect(hash["device_time"] == nil)
-            #expect(hash["payload"].flatMap { HeartbeatPayload(storedForm: $0, deviceID: id) }?.playerVersion == "1.2.3")
-            #expect(try await client.heartbeat(id, token: token).status == .ok)
-        }
-        await h.shutdown()
-    }
-
     @Test func onlyTheFirstHeartbeatYieldsAnOnlineTransition() async throws {
         let h = try await GatewayHarness.start()
         let id = DeviceID.random()

@@ -109,8 +109,8 @@ import ServerSupport
             + #"{"device_id":"3f2c1a9e-8d4b-4f6a-9c7e-1b2d3e4f5a6b","timestamp":"2026-02-02T10:30:00.000Z","player_version":"a\\\\b\\"c"}"#
             + "\t2026-02-02T10:30:00.000Z\t7:1-0\n")
         #expect(batch.newestPerDevice == [id: 1_770_028_201_234])
-        // the JSON of earlier versions is read too
-        let legacy = HistoryBatch(entries: [StreamEntry(id: "1-0", fields: ["d": id.string, "t": "1770028201234", "p": payload.storedJSON])], bucket: 7)
-        #expect(legacy.data == batch.data)
+        // JSON is not a stored form
+        let json = HistoryBatch(entries: [StreamEntry(id: "1-0", fields: ["d": id.string, "t": "1770028201234", "p": payload.json])], bucket: 7)
+        #expect(json.unreadable == 1 && json.isEmpty)
     }
 }

@@ -18,7 +18,7 @@ enum DeviceJSON {
     static func latest(_ payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) -> [String: Any] {
         guard let payload else { return ["payload": NSNull(), "device_time": NSNull(), "clock_offset_ms": NSNull()] }
         return [
-            "payload": (try? JSONSerialization.jsonObject(with: Data(payload.storedJSON.utf8))) ?? NSNull(),
+            "payload": (try? JSONSerialization.jsonObject(with: Data(payload.json.utf8))) ?? NSNull(),
             "device_time": payload.deviceTime.iso8601,
             "clock_offset_ms": orNull(receivedAt.map { $0.millisecondsSinceEpoch - payload.deviceTime.millisecondsSinceEpoch }),
         ]

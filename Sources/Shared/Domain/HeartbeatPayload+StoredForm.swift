@@ -28,14 +28,8 @@ extension HeartbeatPayload {
         return text
     }
 
-    /// Reads a payload back from ``storedForm``; also accepts the compact JSON written by earlier
-    /// versions. `nil` when `stored` is neither.
+    /// Reads a payload back from ``storedForm``; `nil` when `stored` is not one.
     public init?(storedForm stored: String, deviceID: DeviceID) {
-        if stored.utf8.first == UInt8(ascii: "{") {
-            guard let legacy = try? HeartbeatPayload.decode(json: Data(stored.utf8)), legacy.deviceID == deviceID else { return nil }
-            self = legacy
-            return
-        }
         var stored = stored
         guard let payload = stored.withUTF8({ bytes -> HeartbeatPayload? in
             guard let form = StoredFields(bytes) else { return nil }
@@ -97,12 +91,13 @@ private struct StoredFields {
 }
 
 extension HeartbeatPayload {
-    /// Appends the JSON of a payload in ``storedForm`` (the same text as ``storedJSON``) straight
-    /// from its bytes, for the history writer's hot loop: no intermediate payload or strings.
+    /// Appends the JSON of a payload in ``storedForm`` straight from its bytes, for the history
+    /// writer's hot loop: no intermediate payload or strings. The one JSON writer of a payload
+    /// (``json`` goes through it too).
     /// With `doublingBackslashes`, every `\` is written twice (PostgreSQL's `COPY` text format).
     ///
     /// - Returns: the device time (ms), or `nil` when `stored` is not a valid stored form
-    ///   (nothing is appended then). The JSON of earlier versions is not handled here.
+    ///   (nothing is appended then).
     public static func appendJSON(
         ofStoredForm stored: String, deviceID: DeviceID, to out: inout [UInt8], doublingBackslashes: Bool
     ) -> Int64? {
@@ -142,5 +137,16 @@ extension HeartbeatPayload {
             raw("}")
             return form.deviceTimeMs
         }
+    }
+}
+
+extension HeartbeatPayload {
+    /// The payload as compact JSON in the wire field names, as the ops API and the history serve it.
+    /// Always valid JSON, whatever the strings contain.
+    public var json: String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        _ = Self.appendJSON(ofStoredForm: storedForm, deviceID: deviceID, to: &bytes, doublingBackslashes: false)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

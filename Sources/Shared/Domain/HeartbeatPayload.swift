@@ -58,22 +58,4 @@ public struct HeartbeatPayload: Sendable, Equatable {
         public static let earliestDeviceTime = UTCTimestamp(millisecondsSinceEpoch: 0)
         public static let latestDeviceTime = UTCTimestamp(millisecondsSinceEpoch: 253_402_300_799_999)
     }
-
-    /// The payload as compact JSON in the wire field names: what Redis stores as the latest payload
-    /// and as the history row. Always valid JSON, whatever the strings contain.
-    public var storedJSON: String {
-        var json = JSONText.Object(capacity: 256)
-        json.add("device_id", string: deviceID.string)
-        json.add("timestamp", string: deviceTime.iso8601)
-        if let currentPlaylist { json.add("current_playlist", string: currentPlaylist) }
-        if let storage {
-            var inner = JSONText.Object(capacity: 40)
-            inner.add("total_gb", number: storage.totalGB)
-            inner.add("used_gb", number: storage.usedGB)
-            json.add("storage_status", raw: inner.text)
-        }
-        if let networkStatus { json.add("network_status", string: networkStatus) }
-        if let playerVersion { json.add("player_version", string: playerVersion) }
-        return json.text
-    }
 }

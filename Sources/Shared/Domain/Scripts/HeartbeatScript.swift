@@ -6,9 +6,8 @@
 /// interval (ms, 0 = none), history stream cap, acknowledged command ids (space-separated, may be
 /// empty).
 ///
-/// The hash keeps the first 32 hex digits (128 bits) of the token's SHA-256; a hash written by an
-/// earlier version with all 64 (and a separate `device_time` field) is compared in full and
-/// rewritten in the current form on its next accepted heartbeat.
+/// The hash keeps the first 32 hex digits (128 bits) of the token's SHA-256
+/// (``DeviceToken/redisDigest(ofHash:)``).
 ///
 /// Reply: `{0, time_s, time_us, assigned_playlist, command…}` when recorded;
 /// `{1}` unknown device; `{2}` wrong token; `{3, time_s, time_us, retry_after_ms}` too frequent;
@@ -40,7 +39,7 @@ if not stored then
   if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {4} end
   return {1}
 end
-if #stored < 32 or string.sub(ARGV[2], 1, #stored) ~= stored then return {2} end
+if string.sub(ARGV[2], 1, 32) ~= stored then return {2} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowText = string.format('%d', now)
@@ -50,12 +49,7 @@ if dev[3] and minInterval > 0 then
   if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
 end
 local added = redis.call('ZADD', KEYS[1], nowText, ARGV[1])
-if #stored == 32 then
-  redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
-else
-  redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3], 'token', string.sub(ARGV[2], 1, 32))
-  redis.call('HDEL', KEYS[2], 'device_time')
-end
+redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
 if added == 1 then
   redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
