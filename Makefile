@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build release run stop test unit-test chaos fuzz bench clean
+.PHONY: deps build release run stop test unit-test lint format chaos fuzz bench clean
 
 deps:            ## install the Debian packages (only what is missing)
 	scripts/install-deps.sh
@@ -25,6 +25,12 @@ test: deps       ## unit and integration tests (starts and stops its own service
 
 unit-test:       ## unit tests only, no services
 	swift test --filter UnitTests
+
+lint:            ## swift format (the toolchain's) in lint mode with the committed .swift-format; fails on any finding
+	swift format lint --strict --recursive --parallel Sources Tests Package.swift
+
+format:          ## rewrites the sources as `make lint` wants them
+	swift format format --in-place --recursive --parallel Sources Tests Package.swift
 
 chaos: build     ## loadgen while Redis, PostgreSQL, Kafka and the leader monitor fail in turn, then audits (~3.5 min; own services under .run/chaos)
 	python3 scripts/chaos.py

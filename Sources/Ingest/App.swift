@@ -12,7 +12,9 @@ struct App {
     static func main() async throws {
         if ProcessStartup.helpRequested(usage) { return }
         if ProcessStartup.versionRequested("heartbeat-ingest") { return }
-        let configuration = ProcessStartup.configuration("heartbeat-ingest") { reader throws(ConfigurationError) in try IngestConfiguration(reader: reader) }
+        let configuration = ProcessStartup.configuration("heartbeat-ingest") { reader throws(ConfigurationError) in
+            try IngestConfiguration(reader: reader)
+        }
         let logger = ProcessStartup.logger("heartbeat-ingest", level: configuration.logLevel, format: configuration.logFormat)
         let app = buildApplication(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
         do {

@@ -15,13 +15,15 @@ func buildApplication(
         redis: redis, keys: configuration.keys,
         minimumInterval: configuration.minimumHeartbeatInterval, historyStreamCap: configuration.historyStreamCap)
     let requestMetrics = RequestMetricsMiddleware<BasicRequestContext>()
-    let router = buildRouter(store: store, metricsRegistry: metricsRegistry, requestMetrics: requestMetrics,
-                             maxBodyBytes: configuration.maxBodyBytes, servesMetrics: configuration.metricsPort == nil)
+    let router = buildRouter(
+        store: store, metricsRegistry: metricsRegistry, requestMetrics: requestMetrics,
+        maxBodyBytes: configuration.maxBodyBytes, servesMetrics: configuration.metricsPort == nil)
     BuildInfo.publish(program: "heartbeat-ingest")
     var services: [any Service] = [redis]
     if let port = configuration.metricsPort {
-        services.append(MetricsEndpoint(registry: metricsRegistry, requestMetrics: requestMetrics).listener(
-            host: configuration.host, port: port, serverName: "heartbeat-ingest-metrics", logger: logger))
+        services.append(
+            MetricsEndpoint(registry: metricsRegistry, help: IngestMetrics.help, requestMetrics: requestMetrics).listener(
+                host: configuration.host, port: port, serverName: "heartbeat-ingest-metrics", logger: logger))
     }
     var app = Application(
         router: router,

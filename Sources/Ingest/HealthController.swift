@@ -19,8 +19,9 @@ struct HealthController<Context: RequestContext> {
         router.get("/readyz") { _, context in
             do {
                 try await store.checkReachable()
-                return Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ready","redis":"ok"}"#)))
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ready","redis":"ok"}"#)))
             } catch {
                 context.logger.warning("not ready", metadata: ["error": "\(error)"])
                 throw APIError(status: .serviceUnavailable, code: "not_ready", message: "Redis is unreachable: \(error)", retryAfterSeconds: 1)
@@ -29,5 +30,5 @@ struct HealthController<Context: RequestContext> {
         if servesMetrics { metrics.addRoute(to: router) }
     }
 
-    var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, requestMetrics: requestMetrics) }
+    var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, help: IngestMetrics.help, requestMetrics: requestMetrics) }
 }

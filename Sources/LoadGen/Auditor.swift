@@ -16,16 +16,20 @@ struct AuditResult {
     var passed: Bool { problems.isEmpty }
 
     var lines: [String] {
-        ["audit: \(passed ? "PASSED" : "FAILED")",
-         "  silent devices with exactly one timely device.offline: \(silentWithOneTimelyOffline)/\(silentChecked)",
-         "  live devices wrongly offline: \(liveWronglyOffline)/\(liveChecked)",
-         "  accepted heartbeats \(acceptedHeartbeats), history rows for the audited devices' window: \(historyRows)"]
+        [
+            "audit: \(passed ? "PASSED" : "FAILED")",
+            "  silent devices with exactly one timely device.offline: \(silentWithOneTimelyOffline)/\(silentChecked)",
+            "  live devices wrongly offline: \(liveWronglyOffline)/\(liveChecked)",
+            "  accepted heartbeats \(acceptedHeartbeats), history rows for the audited devices' window: \(historyRows)",
+        ]
             + problems.prefix(20).map { "  - \($0)" }
     }
 
     var dictionary: [String: Any] {
-        ["passed": passed, "silent_checked": silentChecked, "silent_ok": silentWithOneTimelyOffline, "live_checked": liveChecked,
-         "live_wrongly_offline": liveWronglyOffline, "accepted": acceptedHeartbeats, "history_rows": historyRows, "problems": problems]
+        [
+            "passed": passed, "silent_checked": silentChecked, "silent_ok": silentWithOneTimelyOffline, "live_checked": liveChecked,
+            "live_wrongly_offline": liveWronglyOffline, "accepted": acceptedHeartbeats, "history_rows": historyRows, "problems": problems,
+        ]
     }
 }
 
@@ -101,7 +105,9 @@ struct Auditor {
     private func events(_ id: DeviceID) async throws -> [(to: String, at: Date?)] {
         let list = try await get("/api/v1/devices/\(id)/events?limit=1000")["events"] as? [[String: Any]] ?? []
         return list.map { event in
-            let at = (event["at"] as? String).flatMap { UTCTimestamp(iso8601: $0) }.map { Date(timeIntervalSince1970: Double($0.millisecondsSinceEpoch) / 1000) }
+            let at = (event["at"] as? String).flatMap { UTCTimestamp(iso8601: $0) }.map {
+                Date(timeIntervalSince1970: Double($0.millisecondsSinceEpoch) / 1000)
+            }
             return (event["to"] as? String ?? "", at)
         }
     }

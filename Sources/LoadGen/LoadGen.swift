@@ -45,8 +45,10 @@ struct LoadGen: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
-            connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: max(connections, 8))))
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: max(connections, 8))))
         do {
             try await execute(client)
         } catch {
@@ -112,9 +114,11 @@ struct LoadGen: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - start
         var report = LoadReport(stats: stats.snapshot, elapsed: elapsed)
         if !noAudit, let token {
-            report.audit = try await Auditor(client: client, admin: admin, token: token, offlineAfter: offlineAfter,
-                                             scanInterval: scanInterval, slack: slack, sample: auditSample)
-                .audit(fleet: fleet, lastBeat: lastBeat.times.withLock { $0 }, accepted: report.stats.ok)
+            report.audit = try await Auditor(
+                client: client, admin: admin, token: token, offlineAfter: offlineAfter,
+                scanInterval: scanInterval, slack: slack, sample: auditSample
+            )
+            .audit(fleet: fleet, lastBeat: lastBeat.times.withLock { $0 }, accepted: report.stats.ok)
         }
         print(report.text)
         if let json { try report.json.write(toFile: json, atomically: true, encoding: .utf8) }
@@ -128,7 +132,9 @@ struct LoadGen: AsyncParsableCommand {
             let s = stats.snapshot
             let errors = s.byStatus.filter { $0.key != 200 }.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }
             let seconds = Int((ContinuousClock.now - start).components.seconds)
-            print("t=\(seconds)s sent=\(s.sent) ok=\(s.ok) errors=[\((errors + (s.transportErrors > 0 ? ["transport:\(s.transportErrors)"] : [])).joined(separator: " "))] rate=\(s.sent - previous)/s")
+            print(
+                "t=\(seconds)s sent=\(s.sent) ok=\(s.ok) errors=[\((errors + (s.transportErrors > 0 ? ["transport:\(s.transportErrors)"] : [])).joined(separator: " "))] rate=\(s.sent - previous)/s"
+            )
             previous = s.sent
         }
     }
@@ -148,7 +154,11 @@ struct Beater: Sendable {
         request.headers.add(name: "Authorization", value: "Bearer \(device.token)")
         request.headers.add(name: "Content-Type", value: "application/json")
         let now = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000))
-        request.body = .bytes(ByteBuffer(string: #"{"device_id":"\#(device.id)","timestamp":"\#(now.iso8601)","current_playlist":"p1","storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"loadgen"}"#))
+        request.body = .bytes(
+            ByteBuffer(
+                string:
+                    #"{"device_id":"\#(device.id)","timestamp":"\#(now.iso8601)","current_playlist":"p1","storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"loadgen"}"#
+            ))
         let started = ContinuousClock.now
         do {
             let response = try await client.execute(request, timeout: .seconds(10))

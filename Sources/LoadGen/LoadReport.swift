@@ -12,9 +12,13 @@ struct LoadReport {
 
     var text: String {
         var lines = [
-            String(format: "sent %d in %.1f s: %.0f req/s; ok %d; transport errors %d", stats.sent, seconds, Double(stats.sent) / seconds, stats.ok, stats.transportErrors),
+            String(
+                format: "sent %d in %.1f s: %.0f req/s; ok %d; transport errors %d", stats.sent, seconds, Double(stats.sent) / seconds, stats.ok,
+                stats.transportErrors),
             "by status: " + stats.byStatus.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "),
-            String(format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", percentileMs(50), percentileMs(90), percentileMs(99), Double(stats.latency.max) / 1000),
+            String(
+                format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", percentileMs(50), percentileMs(90), percentileMs(99),
+                Double(stats.latency.max) / 1000),
         ]
         if let audit { lines += audit.lines }
         return lines.joined(separator: "\n")

@@ -12,7 +12,9 @@ struct App {
     static func main() async throws {
         if ProcessStartup.helpRequested(usage) { return }
         if ProcessStartup.versionRequested("heartbeat-monitor") { return }
-        let configuration = ProcessStartup.configuration("heartbeat-monitor") { reader throws(ConfigurationError) in try MonitorConfiguration(reader: reader) }
+        let configuration = ProcessStartup.configuration("heartbeat-monitor") { reader throws(ConfigurationError) in
+            try MonitorConfiguration(reader: reader)
+        }
         let logger = ProcessStartup.logger("heartbeat-monitor", level: configuration.logLevel, format: configuration.logFormat)
         let app = try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
         do {

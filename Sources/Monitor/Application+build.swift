@@ -10,7 +10,9 @@ import ServiceLifecycle
 /// Builds the monitor: migrations first, then the stores, the workers over them, and the admin
 /// HTTP server. Services stop in reverse order: HTTP, then the workers (each finishes its round),
 /// the leader elector (releases the lock), the Kafka producer (flushes), the pools and Redis.
-func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: PrometheusCollectorRegistry, logger: Logger) async throws -> some ApplicationProtocol {
+func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: PrometheusCollectorRegistry, logger: Logger) async throws
+    -> some ApplicationProtocol
+{
     try await migrate(url: configuration.postgresURL, logger: logger)
     let keys = configuration.keys
     let redis = RedisClient(configuration: configuration.redis, logger: logger)
@@ -33,41 +35,58 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     let stormGuard = SharedStormGuard(StormGuard(settings: configuration.storm, window: configuration.offlineAfter))
 
     // workers, in the order an offline transition passes them
-    let elector = LeaderElector(lock: lock, liveness: liveness, instanceID: configuration.instanceID, leadership: leadership,
-                                checkInterval: min(configuration.scanInterval / 2, .seconds(1)), redisTimeout: configuration.leaderRedisTimeout,
-                                outages: outages, redisRunID: redisRunID, metrics: metrics, logger: logger)
-    let scanner = OfflineScanner(store: liveness, buckets: keys.allBuckets, leadership: leadership, offlineAfter: configuration.offlineAfter,
-                                 outages: outages, scanInterval: configuration.scanInterval, batchSize: configuration.scanBatchSize,
-                                 stormGuard: stormGuard, metrics: metrics, logger: logger)
-    let applier = StreamWorker(redis: redis, buckets: keys.allBuckets, consumer: configuration.instanceID,
-                               handler: TransitionApplier(keys: keys, store: PostgresTransitionStore(), leadership: leadership,
-                                                          offlineAfter: configuration.offlineAfter, metrics: metrics, logger: logger),
-                               batchSize: configuration.applyBatchSize, leadership: leadership, pollInterval: configuration.pollInterval, logger: logger)
-    let relay = OutboxRelay(outbox: PostgresOutboxStore(db: outboxPool), publisher: publisher, topicNames: configuration.kafkaTopics,
-                            leadership: leadership, batchSize: configuration.outboxBatchSize, pollInterval: configuration.pollInterval,
-                            metrics: metrics, logger: logger)
+    let elector = LeaderElector(
+        lock: lock, liveness: liveness, instanceID: configuration.instanceID, leadership: leadership,
+        checkInterval: min(configuration.scanInterval / 2, .seconds(1)), redisTimeout: configuration.leaderRedisTimeout,
+        outages: outages, redisRunID: redisRunID, metrics: metrics, logger: logger)
+    let scanner = OfflineScanner(
+        store: liveness, buckets: keys.allBuckets, leadership: leadership, offlineAfter: configuration.offlineAfter,
+        outages: outages, scanInterval: configuration.scanInterval, batchSize: configuration.scanBatchSize,
+        stormGuard: stormGuard, metrics: metrics, logger: logger)
+    let applier = StreamWorker(
+        redis: redis, buckets: keys.allBuckets, consumer: configuration.instanceID,
+        handler: TransitionApplier(
+            keys: keys, store: PostgresTransitionStore(), leadership: leadership,
+            offlineAfter: configuration.offlineAfter, metrics: metrics, logger: logger),
+        batchSize: configuration.applyBatchSize, leadership: leadership, pollInterval: configuration.pollInterval, logger: logger)
+    let relay = OutboxRelay(
+        outbox: PostgresOutboxStore(db: outboxPool), publisher: publisher, topicNames: configuration.kafkaTopics,
+        leadership: leadership, batchSize: configuration.outboxBatchSize, pollInterval: configuration.pollInterval,
+        metrics: metrics, logger: logger)
     // three buckets at once (each on its own pool connection, below the pool's size so the ops API
     // keeps one): one bucket at a time left the writer waiting on round trips at ~23k rows/s
-    let history = StreamWorker(redis: redis, buckets: keys.allBuckets, consumer: configuration.instanceID,
-                               handler: HistoryWriter(keys: keys, redis: redis, store: PostgresHistoryStore(db: apiPool),
-                                                      retentionDays: configuration.historyRetentionDays, retention: configuration.retention,
-                                                      redisRunID: redisRunID, metrics: metrics, logger: logger),
-                               batchSize: 5000, parallelism: 3, leadership: leadership, pollInterval: configuration.pollInterval, logger: logger)
+    let history = StreamWorker(
+        redis: redis, buckets: keys.allBuckets, consumer: configuration.instanceID,
+        handler: HistoryWriter(
+            keys: keys, redis: redis, store: PostgresHistoryStore(db: apiPool),
+            retentionDays: configuration.historyRetentionDays, retention: configuration.retention,
+            redisRunID: redisRunID, metrics: metrics, logger: logger),
+        batchSize: 5000, parallelism: 3, leadership: leadership, pollInterval: configuration.pollInterval, logger: logger)
     // checked often: while a bucket's registry is missing its devices get 503 from the gateway
-    let seeder = RegistrySeeder(devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: leadership,
-                                checkInterval: min(configuration.scanInterval, .milliseconds(250)), metrics: metrics, logger: logger)
-    let reconciler = Reconciler(devices: devices, liveness: liveness, keys: keys, leadership: leadership,
-                                interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
+    let seeder = RegistrySeeder(
+        devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: leadership,
+        checkInterval: min(configuration.scanInterval, .milliseconds(250)), metrics: metrics, logger: logger)
+    let reconciler = Reconciler(
+        devices: devices, liveness: liveness, keys: keys, leadership: leadership,
+        interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
 
+    let census = FleetCensus(
+        devices: devices,
+        streams: [
+            (TransitionApplier.group, { @Sendable in try await applier.backlog() }),
+            (HistoryWriter.group, { @Sendable in try await history.backlog() }),
+        ],
+        leadership: leadership, interval: configuration.scanInterval, metrics: metrics, logger: logger)
     let admin = AdminController<BasicRequestContext>(
         liveness: liveness, devices: devices, requestMetrics: RequestMetricsMiddleware(), leadership: leadership, stormGuard: stormGuard,
         metricsRegistry: metricsRegistry, adminToken: configuration.adminToken, servesMetrics: configuration.metricsPort == nil)
     let router = buildAdminRouter(admin: admin, registry: DeviceRegistry(devices: devices, cache: cache))
     BuildInfo.publish(program: "heartbeat-monitor")
-    var services: [any Service] = [redis, apiPool, outboxPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay]
+    var services: [any Service] = [redis, apiPool, outboxPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay, census]
     if let port = configuration.metricsPort {
-        services.append(admin.metrics.listener(
-            host: configuration.adminHost, port: port, serverName: "heartbeat-monitor-metrics", logger: logger))
+        services.append(
+            admin.metrics.listener(
+                host: configuration.adminHost, port: port, serverName: "heartbeat-monitor-metrics", logger: logger))
     }
     var app = Application(
         router: router,

@@ -50,8 +50,9 @@ struct MonitorConfiguration: Sendable {
         keys = try reader.keySchema()
         postgresURL = try reader.text("postgres.url", default: "postgres://heartbeat@127.0.0.1:5432/heartbeat", isSecret: true)
         guard postgresURL.hasPrefix("postgres://") || postgresURL.hasPrefix("postgresql://") else {
-            throw ConfigurationError(variable: "POSTGRES_URL", value: ConfigReader.redactingPassword(postgresURL),
-                                     reason: "expected postgres://user[:password]@host[:port]/database")
+            throw ConfigurationError(
+                variable: "POSTGRES_URL", value: ConfigReader.redactingPassword(postgresURL),
+                reason: "expected postgres://user[:password]@host[:port]/database")
         }
         kafkaBrokers = try reader.text("kafka.brokers", default: "127.0.0.1:9092")
         kafkaProperties = try reader.keyValueList("kafka.properties", isSecret: true)
@@ -76,7 +77,8 @@ struct MonitorConfiguration: Sendable {
             maxHold: try reader.seconds("mass.offline.hold.seconds", default: 900))
         historyRetentionDays = try reader.integer("history.retention.days", default: 30, in: 1...3650)
         alertWebhookURL = try reader.optionalText("alert.webhook.url", isSecret: true)
-        instanceID = try reader.text("monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
+        instanceID = try reader.text(
+            "monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
         applyBatchSize = try reader.integer("apply.batch.size", default: 1000, in: 1...100_000)
         pollInterval = try reader.seconds("monitor.poll.interval.seconds", default: 0.1)

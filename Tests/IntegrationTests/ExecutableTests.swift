@@ -1,10 +1,11 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
-import Testing
 import HeartbeatDomain
 import ServerSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The built executables as ops run them: configuration errors, readiness, SIGTERM.
 @Suite(.serialized) struct ExecutableTests {
@@ -25,8 +26,11 @@ import ServerSupport
     }
 
     static func httpGet(port: Int, path: String) async -> String? {
-        await offPool { RawSocket.exchange(port: port, send: Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), timeout: .milliseconds(500)) }
-            .map { String(decoding: $0, as: UTF8.self) }
+        await offPool {
+            RawSocket.exchange(
+                port: port, send: Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), timeout: .milliseconds(500))
+        }
+        .map { String(decoding: $0, as: UTF8.self) }
     }
 
     static func waitUntilReady(port: Int) async throws {
@@ -45,9 +49,10 @@ import ServerSupport
 
     @Test func theGatewayStopsCleanlyOnSIGTERM() async throws {
         let redis = try await RedisServer.start()
-        let port = Int.random(in: 46_000..<50_000)
-        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [],
-                                           environment: Self.environment(["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url]))
+        let port = freePort()
+        let child = try ChildProcess.spawn(
+            try Self.binary("heartbeat-ingest"), [],
+            environment: Self.environment(["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url]))
         try await Self.waitUntilReady(port: port)
         #expect(await Self.httpGet(port: port, path: "/healthz")?.contains(#"{"status":"ok"}"#) == true)
         let code = await offPool { child.terminate() }
@@ -60,9 +65,11 @@ import ServerSupport
         let client = redis.client()
         try await client.execute(["SET", KeySchema.bucketCountKey, "8"])
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID().uuidString).log").path
-        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": redis.url, "BUCKETS": "4",
-        ]), output: log)
+        let child = try ChildProcess.spawn(
+            try Self.binary("heartbeat-ingest"), [],
+            environment: Self.environment([
+                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": redis.url, "BUCKETS": "4",
+            ]), output: log)
         let code = await offPool { child.terminate(signal: 0, timeout: .seconds(10)) }
         #expect(code == 2)
         let message = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -74,11 +81,13 @@ import ServerSupport
 
     @Test func openConnectionsAreCappedAndFreedByTheIdleTimeout() async throws {
         let redis = try await RedisServer.start()
-        let port = Int.random(in: 46_000..<50_000)
-        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url,
-            "HTTP_IDLE_TIMEOUT_SECONDS": "1.5", "HTTP_MAX_CONNECTIONS": "3",
-        ]))
+        let port = freePort()
+        let child = try ChildProcess.spawn(
+            try Self.binary("heartbeat-ingest"), [],
+            environment: Self.environment([
+                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url,
+                "HTTP_IDLE_TIMEOUT_SECONDS": "1.5", "HTTP_MAX_CONNECTIONS": "3",
+            ]))
         try await Self.waitUntilReady(port: port)
         try await Task.sleep(for: .milliseconds(100))  // the probe's connection is closed
         // three clients hold connections with half-sent request heads: the cap is reached
@@ -104,9 +113,11 @@ import ServerSupport
         #expect((try? String(contentsOfFile: output, encoding: .utf8)) == "heartbeat-ingest \(BuildInfo.version)\n")
         try FileManager.default.removeItem(atPath: output)
         // no LOG_FORMAT and stdout a file: one JSON object per line
-        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": "redis://127.0.0.1:1", "LOG_LEVEL": "info",
-        ]), output: output)
+        let child = try ChildProcess.spawn(
+            try Self.binary("heartbeat-ingest"), [],
+            environment: Self.environment([
+                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": "redis://127.0.0.1:1", "LOG_LEVEL": "info",
+            ]), output: output)
         try await Task.sleep(for: .seconds(1.5))
         #expect(await offPool { child.terminate() } == 0)
         let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n")
@@ -120,10 +131,13 @@ import ServerSupport
 
     @Test func metricsPortMovesMetricsOffTheDevicePort() async throws {
         let redis = try await RedisServer.start()
-        let port = Int.random(in: 46_000..<50_000), metricsPort = port + 1
-        let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment([
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url, "METRICS_PORT": "\(metricsPort)",
-        ]))
+        let port = freePort()
+        let metricsPort = freePort()
+        let child = try ChildProcess.spawn(
+            try Self.binary("heartbeat-ingest"), [],
+            environment: Self.environment([
+                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url, "METRICS_PORT": "\(metricsPort)",
+            ]))
         try await Self.waitUntilReady(port: port)
         var scraped: String?
         for _ in 0..<50 where scraped == nil {
@@ -135,6 +149,7 @@ import ServerSupport
         for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
             #expect(scraped?.contains("\n\(name) ") == true, "\(name)")
         }
+        #expect(scraped.map { metricFamiliesWithoutHelp($0) } == [], "\(scraped ?? "")")
         let rss = scraped.flatMap { metricValue("process_resident_memory_bytes", in: $0) }
         #expect(rss.map { $0 > 1_000_000 } == true, "resident memory \(rss ?? -1)")
         #expect(await Self.httpGet(port: port, path: "/metrics")?.hasPrefix("HTTP/1.1 404") == true)

@@ -1,11 +1,11 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import HummingbirdTesting
 import NIOCore
 import Testing
 
 @testable import Ingest
-import HeartbeatDomain
 
 /// The gateway end to end on a real Redis.
 @Suite struct GatewayRedisTests {
@@ -24,13 +24,15 @@ import HeartbeatDomain
 
             let keys = try await h.redis.execute(["KEYS", "*"]).array?.compactMap(\.string).sorted()
             let markers = h.keys.allBuckets.map { h.keys.registryMarker(bucket: $0) } + [KeySchema.bucketCountKey]
-            #expect(keys == ([h.keys.device(id), h.keys.history(bucket: b), h.keys.online(bucket: b), h.keys.transitions(bucket: b)] + markers).sorted())
+            #expect(
+                keys == ([h.keys.device(id), h.keys.history(bucket: b), h.keys.online(bucket: b), h.keys.transitions(bucket: b)] + markers).sorted())
 
             // online set: score is Redis time of the heartbeat
             let score = try await h.redis.execute(["ZSCORE", h.keys.online(bucket: b), id.string]).integer
             #expect(score == serverTime.millisecondsSinceEpoch)
             let redisNow = try await h.redis.execute(["TIME"]).array?.compactMap(\.integer) ?? []
-            #expect(abs(UTCTimestamp(seconds: redisNow[0], microseconds: redisNow[1]).millisecondsSinceEpoch - serverTime.millisecondsSinceEpoch) < 2000)
+            #expect(
+                abs(UTCTimestamp(seconds: redisNow[0], microseconds: redisNow[1]).millisecondsSinceEpoch - serverTime.millisecondsSinceEpoch) < 2000)
 
             // device hash: token hash, latest payload, times
             let hash = try await Self.hash(h, h.keys.device(id))
@@ -98,8 +100,9 @@ import HeartbeatDomain
         let soon = UTCTimestamp(millisecondsSinceEpoch: now + 1500)
         for (command, type, expiry) in [("c1", "reboot", future), ("c0", "stale", soon), ("c2", "screenshot", future)] {
             let payload = command == "c2" ? #"{"q":1}"# : "{}"
-            try await h.registry.enqueueCommand(id: command, type: type, json: #"{"id":"\#(command)","type":"\#(type)","payload":\#(payload)}"#,
-                                                expiresAt: expiry, for: id)
+            try await h.registry.enqueueCommand(
+                id: command, type: type, json: #"{"id":"\#(command)","type":"\#(type)","payload":\#(payload)}"#,
+                expiresAt: expiry, for: id)
         }
         @Sendable func body(acked: [String]) -> String {
             let list = acked.map { "\"\($0)\"" }.joined(separator: ",")
@@ -134,15 +137,23 @@ import HeartbeatDomain
         let id = DeviceID.random()
         let token = try await h.registry.register(device: id)
         let expiry = UTCTimestamp(millisecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1000) + 600_000)
-        try await h.registry.enqueueCommand(id: "reboot-1", type: "reboot", json: #"{"id":"reboot-1","type":"reboot","payload":{}}"#,
-                                            expiresAt: expiry, for: id)
+        try await h.registry.enqueueCommand(
+            id: "reboot-1", type: "reboot", json: #"{"id":"reboot-1","type":"reboot","payload":{}}"#,
+            expiresAt: expiry, for: id)
         try await h.withGateway { client in
-            guard let port = client.port else { Issue.record("no port"); return }
+            guard let port = client.port else {
+                Issue.record("no port")
+                return
+            }
             // the player sends its heartbeat and the connection drops before it reads the reply
             let body = #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z"}"#
-            let request = "POST /api/v1/devices/\(id)/heartbeat HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(token)\r\n"
+            let request =
+                "POST /api/v1/devices/\(id)/heartbeat HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(token)\r\n"
                 + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-            guard let fd = RawSocket.open(port: port) else { Issue.record("no connection"); return }
+            guard let fd = RawSocket.open(port: port) else {
+                Issue.record("no connection")
+                return
+            }
             RawSocket.sendAndClose(fd, request)
             #expect(try await eventually { try await h.redis.execute(["HGET", h.keys.device(id), "last_heartbeat"]).integer != nil })
             // its next heartbeat still carries the command
@@ -172,7 +183,9 @@ import HeartbeatDomain
 
     @Test func everyErrorStatus() async throws {
         let h = try await GatewayHarness.start()
-        let id = DeviceID.random(), other = DeviceID.random(), unknown = DeviceID.random()
+        let id = DeviceID.random()
+        let other = DeviceID.random()
+        let unknown = DeviceID.random()
         let token = try await h.registry.register(device: id)
         let otherToken = try await h.registry.register(device: other)
         try await h.withGateway(["HEARTBEAT_MIN_INTERVAL_SECONDS": "30"]) { client in
@@ -181,7 +194,9 @@ import HeartbeatDomain
             #expect(try await client.heartbeat(id, token: otherToken).status == .unauthorized)
             #expect(try await client.heartbeat(unknown, token: token).status == .notFound)
             #expect(try await client.heartbeat(id, token: token, body: "{}").status == .badRequest)
-            #expect(try await client.heartbeat(id, token: token, body: #"{"device_id":"\#(other)","timestamp":"2026-02-02T10:30:00Z"}"#).status == .badRequest)
+            #expect(
+                try await client.heartbeat(id, token: token, body: #"{"device_id":"\#(other)","timestamp":"2026-02-02T10:30:00Z"}"#).status
+                    == .badRequest)
             let big = #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z","pad":"\#(String(repeating: "x", count: 17_000))"}"#
             let tooLarge = try await client.heartbeat(id, token: token, body: big)
             #expect(tooLarge.status == .contentTooLarge)
@@ -202,8 +217,12 @@ import HeartbeatDomain
         let token = try await h.registry.register(device: id)
         try await h.withGateway { client in
             let port = try #require(client.port)
-            let head = "POST /api/v1/devices/\(id)/heartbeat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{"
-            let reply = await offPool { RawSocket.exchange(port: port, send: Array(head.utf8), timeout: .seconds(2)) }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let head =
+                "POST /api/v1/devices/\(id)/heartbeat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{"
+            let reply =
+                await offPool { RawSocket.exchange(port: port, send: Array(head.utf8), timeout: .seconds(2)) }.map {
+                    String(decoding: $0, as: UTF8.self)
+                } ?? ""
             #expect(reply.hasPrefix("HTTP/1.1 413"), "\(reply)")
             #expect(reply.contains("body_too_large"))
         }
@@ -253,7 +272,8 @@ import HeartbeatDomain
             _ = try await client.heartbeat(id, token: "wrong")
             let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(text.contains(#"http_requests_total{route="/api/v1/devices/{id}/heartbeat",method="POST",status="200"}"#), "\(text)")
-            #expect(text.contains(#"http_requests_total{route="/api/v1/devices/{id}/heartbeat",method="POST",status="401"}"#))  // (one registry per process: counts include other tests)
+            // (one registry per process: counts include other tests)
+            #expect(text.contains(#"http_requests_total{route="/api/v1/devices/{id}/heartbeat",method="POST",status="401"}"#))
             #expect(text.contains("heartbeat_request_duration"))
             #expect(text.contains("http_requests_in_flight"))
         }

@@ -1,13 +1,13 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import HummingbirdTesting
+import KafkaAdapter
 import NIOCore
 import Testing
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
-import KafkaAdapter
 
 /// The monitor end to end on real Redis, PostgreSQL and the Kafka mock, with
 /// OFFLINE_AFTER_SECONDS=2 and SCAN_INTERVAL_SECONDS=0.5. Serialized: each test runs a monitor
@@ -26,8 +26,10 @@ import KafkaAdapter
             #expect(try await h.status(id)?.status == "online")
             #expect(try await h.eventually(.seconds(5)) { try await h.status(id)?.status == "offline" })
             // declared offline 2 s after the last beat, within about a scan (both times are Redis time)
-            let silence = try await h.database.connection.query(
-                "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar.flatMap(Double.init) ?? -1
+            let silence =
+                try await h.database.connection.query(
+                    "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]
+                ).scalar.flatMap(Double.init) ?? -1
             #expect(silence >= 2 && silence < 2 + 0.5 + 1.5, "offline after \(silence) s of silence")
             #expect(try await h.status(id)?.version == 2)
             try await h.beat(id, token: token)
@@ -35,9 +37,10 @@ import KafkaAdapter
             #expect(try await h.events(id).map(\.status) == ["online", "offline", "online"])
             #expect(try await h.events(id).map(\.version) == [1, 2, 3])
             // all three published to Kafka, in order, with the documented fields
-            #expect(try await h.eventually(.seconds(5)) {
-                try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "0"
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "0"
+                })
         }
         // two topics: Kafka orders within a partition only, consumers order on status_version
         // (the device went silent again after the last beat: a fourth event may follow, not checked here)
@@ -110,7 +113,8 @@ import KafkaAdapter
             func onlineInRedis() async throws -> Set<String> {
                 var online = Set<String>()
                 for bucket in h.keys.allBuckets {
-                    online.formUnion(try await h.redis.execute(["ZRANGE", h.keys.online(bucket: bucket), "0", "-1"]).array?.compactMap(\.string) ?? [])
+                    online.formUnion(
+                        try await h.redis.execute(["ZRANGE", h.keys.online(bucket: bucket), "0", "-1"]).array?.compactMap(\.string) ?? [])
                 }
                 return online
             }
@@ -120,8 +124,10 @@ import KafkaAdapter
             var consistent = false
             for _ in 0..<10 where !consistent {
                 let before = try await onlineInRedis()
-                statuses = Dictionary(uniqueKeysWithValues: try await h.database.connection.query(
-                    "SELECT id, status FROM devices WHERE id = ANY($1::uuid[])", [ids]).rows.map { ($0[0] ?? "", $0[1] ?? "") })
+                statuses = Dictionary(
+                    uniqueKeysWithValues: try await h.database.connection.query(
+                        "SELECT id, status FROM devices WHERE id = ANY($1::uuid[])", [ids]
+                    ).rows.map { ($0[0] ?? "", $0[1] ?? "") })
                 let after = try await onlineInRedis()
                 let pending = try await pendingTransitions()
                 consistent = before == after && pending == 0
@@ -164,16 +170,23 @@ import KafkaAdapter
             #expect(String(buffer: ready.body).contains(#""mass_offline_hold":true"#))
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains("monitor_storm_guard_trips_total"))
+            #expect(metricFamiliesWithoutHelp(metrics).isEmpty, "\(metricFamiliesWithoutHelp(metrics))")
+            // the census: PostgreSQL's counts and the consumer groups' backlogs
+            #expect(metricValue("monitor_devices_offline", in: metrics) == 0)
+            #expect(metrics.contains(#"monitor_stream_pending_entries{group="monitor"}"#), "\(metrics)")
+            #expect(metrics.contains(#"monitor_stream_unread_entries{group="history"}"#))
             // the ops API needs the admin token
             #expect(try await client.execute(uri: "/api/v1/fleet/release-hold", method: .post).status == .unauthorized)
-            let released = try await client.execute(uri: "/api/v1/fleet/release-hold", method: .post,
-                                                    headers: [.authorization: "Bearer \(MonitorHarness.adminToken)"])
+            let released = try await client.execute(
+                uri: "/api/v1/fleet/release-hold", method: .post,
+                headers: [.authorization: "Bearer \(MonitorHarness.adminToken)"])
             #expect(released.status == .ok)
             #expect(String(buffer: released.body) == #"{"released":true}"#)
-            #expect(try await h.eventually(.seconds(3)) {
-                for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }
-                return true
-            })
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }
+                    return true
+                })
         }
         await h.shutdown()
     }
@@ -186,10 +199,11 @@ import KafkaAdapter
         try await h.withMonitor(["MASS_OFFLINE_MIN_DEVICES": "5", "MASS_OFFLINE_HOLD_SECONDS": "2"]) { _ in
             try await Task.sleep(for: .seconds(1))
             for (id, _) in devices { #expect(try await h.status(id)?.status == "online") }
-            #expect(try await h.eventually(.seconds(4)) {
-                for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }
-                return true
-            })
+            #expect(
+                try await h.eventually(.seconds(4)) {
+                    for (id, _) in devices where try await h.status(id)?.status != "offline" { return false }
+                    return true
+                })
         }
         await h.shutdown()
     }
@@ -201,11 +215,13 @@ import KafkaAdapter
         try await Task.sleep(for: .milliseconds(500))
         let second = try await h.startMonitor(instance: "second")
         func leader() async throws -> String? {
-            try await h.database.connection.query("""
+            try await h.database.connection.query(
+                """
                 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                """, [String(PostgresLeaderLock.key)]).scalar
+                """, [String(PostgresLeaderLock.key)]
+            ).scalar
         }
         #expect(try await h.eventually(.seconds(3)) { try await leader() == "hbm-leader-first" })
         try await h.beat(id, token: token)
@@ -215,7 +231,11 @@ import KafkaAdapter
         _ = try await h.database.connection.query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'hbm-leader-first'")
         var next: String?
-        #expect(try await h.eventually(.seconds(5)) { next = try await leader(); return next != nil })
+        #expect(
+            try await h.eventually(.seconds(5)) {
+                next = try await leader()
+                return next != nil
+            })
         // Then the leader dies outright (whichever instance leads now); the other carries on.
         let (dead, survivor) = next == "hbm-leader-first" ? (first, second) : (second, first)
         await dead.kill()
@@ -238,11 +258,12 @@ import KafkaAdapter
         let topic = "fleet-\(UUID().uuidString.prefix(8).lowercased()).online"
         try await h.withMonitor(["KAFKA_TOPIC_ONLINE": topic]) { _ in
             try await h.beat(id, token: token)
-            #expect(try await h.eventually(.seconds(5)) {
-                let unpublished = try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar
-                let status = try await h.status(id)?.status
-                return unpublished == "0" && status == "online"
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    let unpublished = try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar
+                    let status = try await h.status(id)?.status
+                    return unpublished == "0" && status == "online"
+                })
         }
         let reader = try KafkaTopicReader(brokers: h.kafkaBrokers, topics: [topic])
         let records = await reader.read(for: .seconds(3), idle: .seconds(1)).filter { $0.key == id.string }
@@ -273,9 +294,10 @@ import KafkaAdapter
             try await Task.sleep(for: .seconds(2))
             #expect(try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "1")
             try Self.signalKafka(SIGUSR2)
-            #expect(try await h.eventually(.seconds(20)) {
-                try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "0"
-            })
+            #expect(
+                try await h.eventually(.seconds(20)) {
+                    try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "0"
+                })
         }
         let events = try await h.kafkaEvents(for: [id.string]).filter { $0["type"] as? String == "device.online" }
         #expect(Set(events.compactMap { $0["event_id"] as? String }).count == 1)

@@ -1,21 +1,24 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import HummingbirdTesting
 import NIOCore
 import Testing
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
 
 /// The ops API end to end on real Redis, PostgreSQL and the Kafka mock.
 @Suite(.serialized) struct OpsAPITests {
     static let auth: HTTPFields = [.authorization: "Bearer \(MonitorHarness.adminToken)", .contentType: "application/json"]
 
-    static func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil,
-                     auth: Bool = true) async throws -> (status: HTTPResponse.Status, json: [String: Any]) {
-        let response = try await client.execute(uri: uri, method: method, headers: auth ? Self.auth : [.contentType: "application/json"],
-                                                body: body.map { ByteBuffer(string: $0) })
+    static func call(
+        _ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil,
+        auth: Bool = true
+    ) async throws -> (status: HTTPResponse.Status, json: [String: Any]) {
+        let response = try await client.execute(
+            uri: uri, method: method, headers: auth ? Self.auth : [.contentType: "application/json"],
+            body: body.map { ByteBuffer(string: $0) })
         let json = (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any] ?? [:]
         return (response.status, json)
     }
@@ -34,16 +37,22 @@ import HeartbeatDomain
             let (id, token) = try await Self.register(client, name: "lobby screen")
             #expect(token.count == 43)
             // only the hash is stored
-            #expect(try await h.database.connection.query("SELECT token_hash FROM devices WHERE id = $1", [id.string]).scalar == DeviceToken.hash(token))
-            guard case .recorded = try await h.beat(id, token: token) else { Issue.record("the new token does not work"); return }
+            #expect(
+                try await h.database.connection.query("SELECT token_hash FROM devices WHERE id = $1", [id.string]).scalar == DeviceToken.hash(token))
+            guard case .recorded = try await h.beat(id, token: token) else {
+                Issue.record("the new token does not work")
+                return
+            }
 
             let chosen = DeviceID.random()
             #expect(try await Self.call(client, .post, "/api/v1/devices", #"{"id":"\#(chosen)","name":"a"}"#).status == .created)
             let duplicate = try await Self.call(client, .post, "/api/v1/devices", #"{"id":"\#(chosen)","name":"b"}"#)
             #expect(duplicate.status == .conflict)
             #expect(duplicate.json["error"] as? String == "device_exists")
-            for bad in [#"{"name":""}"#, #"{"id":"nope","name":"x"}"#, #"{"name":5}"#, "{", "[]", #"{}"#,
-                        #"{"name":"a\u0000b"}"#, #"{"name":"line\nbreak"}"#] {
+            for bad in [
+                #"{"name":""}"#, #"{"id":"nope","name":"x"}"#, #"{"name":5}"#, "{", "[]", #"{}"#,
+                #"{"name":"a\u0000b"}"#, #"{"name":"line\nbreak"}"#,
+            ] {
                 let response = try await Self.call(client, .post, "/api/v1/devices", bad)
                 #expect(response.status == .badRequest, "\(bad)")
                 #expect(response.json["error"] as? String == "invalid_body", "\(bad)")
@@ -53,7 +62,10 @@ import HeartbeatDomain
             #expect(rotated.status == .ok)
             let newToken = try #require(rotated.json["token"] as? String)
             #expect(try await h.beat(id, token: token) == .wrongToken)
-            guard case .recorded = try await h.beat(id, token: newToken) else { Issue.record("the rotated token does not work"); return }
+            guard case .recorded = try await h.beat(id, token: newToken) else {
+                Issue.record("the rotated token does not work")
+                return
+            }
             #expect(try await Self.call(client, .post, "/api/v1/devices/\(DeviceID.random())/token").status == .notFound)
             #expect(try await Self.call(client, .post, "/api/v1/devices/not-a-uuid/token").status == .badRequest)
         }
@@ -67,14 +79,20 @@ import HeartbeatDomain
             let playlist = DeviceID.random()
             #expect(try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"\#(playlist)"}"#).status == .ok)
             #expect(try await Self.call(client, .put, "/api/v1/devices/\(id)/playlist", #"{"playlist_id":"x"}"#).status == .badRequest)
-            #expect(try await Self.call(client, .put, "/api/v1/devices/\(DeviceID.random())/playlist", #"{"playlist_id":"\#(playlist)"}"#).status == .notFound)
+            #expect(
+                try await Self.call(client, .put, "/api/v1/devices/\(DeviceID.random())/playlist", #"{"playlist_id":"\#(playlist)"}"#).status
+                    == .notFound)
 
-            let queued = try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"reboot","payload":{"delay":5},"ttl_seconds":60}"#)
+            let queued = try await Self.call(
+                client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"reboot","payload":{"delay":5},"ttl_seconds":60}"#)
             #expect(queued.status == .accepted)
             let commandID = try #require(queued.json["id"] as? String)
             _ = try await Self.call(client, .post, "/api/v1/devices/\(id)/commands", #"{"type":"flash","ttl_seconds":1}"#)
             try await Task.sleep(for: .milliseconds(1200))  // the second one expires
-            guard case .recorded(_, let assigned, let commands) = try await h.beat(id, token: token) else { Issue.record("beat failed"); return }
+            guard case .recorded(_, let assigned, let commands) = try await h.beat(id, token: token) else {
+                Issue.record("beat failed")
+                return
+            }
             #expect(assigned == playlist.string)
             #expect(commands.count == 1)
             let command = try #require(commands.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
@@ -148,9 +166,10 @@ import HeartbeatDomain
             #expect(try await Self.call(client, .get, "/api/v1/devices/\(DeviceID.random())").status == .notFound)
 
             // history rows arrive through the history writer, newest first
-            #expect(try await h.eventually(.seconds(5)) {
-                ((try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats").json["heartbeats"] as? [Any])?.count ?? 0) == 3
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    ((try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats").json["heartbeats"] as? [Any])?.count ?? 0) == 3
+                })
             let history = try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats?limit=2")
             let rows = history.json["heartbeats"] as? [[String: Any]] ?? []
             #expect(rows.count == 2)
@@ -182,10 +201,11 @@ import HeartbeatDomain
             try await h.redis.execute(["FLUSHALL"])
             // until the registry is back, the device is told to retry, not that it is unknown
             #expect(try await h.beat(id, token: token) == .registryNotLoaded)
-            #expect(try await h.eventually(.seconds(5)) {
-                if case .recorded(_, let assigned, _) = try await h.beat(id, token: token) { return assigned == playlist.string }
-                return false
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    if case .recorded(_, let assigned, _) = try await h.beat(id, token: token) { return assigned == playlist.string }
+                    return false
+                })
         }
         await h.shutdown()
     }
@@ -209,13 +229,15 @@ import HeartbeatDomain
         // the writer reads the first beat, so its group has a position in the stream
         try await h.withMonitor { _ in
             try await h.beat(id, token: token)
-            #expect(try await h.eventually(.seconds(5)) {
-                try await h.database.connection.query("SELECT count(*) FROM heartbeat_history").scalar == "1"
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    try await h.database.connection.query("SELECT count(*) FROM heartbeat_history").scalar == "1"
+                })
             // a written row leaves the stream: it holds only what is not in PostgreSQL yet
-            #expect(try await h.eventually(.seconds(5)) {
-                try await h.redis.execute(["XLEN", h.keys.history(bucket: h.keys.bucket(of: id))]).integer == 0
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    try await h.redis.execute(["XLEN", h.keys.history(bucket: h.keys.bucket(of: id))]).integer == 0
+                })
         }
         // while no monitor runs, far more beats than the cap: the oldest unread ones are trimmed
         let payload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000))

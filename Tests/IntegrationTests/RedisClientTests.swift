@@ -22,7 +22,10 @@ import Testing
         let server = try await RedisServer.start()
         let client = server.client()
         let reply = try await client.send(["NOSUCHCOMMAND"])
-        guard case .error(let message) = reply else { Issue.record("expected an error reply, got \(reply)"); return }
+        guard case .error(let message) = reply else {
+            Issue.record("expected an error reply, got \(reply)")
+            return
+        }
         #expect(message.hasPrefix("ERR unknown command"))
         await #expect(throws: RedisError.self) { try await client.execute(["NOSUCHCOMMAND"]) }
         try await client.execute(["RPUSH", "l", "a", "b"])
@@ -54,7 +57,9 @@ import Testing
         // wait until the server is inside DEBUG SLEEP: a raw PING then goes unanswered
         var sleepingNow = false
         for _ in 0..<30 where !sleepingNow {
-            sleepingNow = await offPool { [port = server.port] in RawSocket.exchange(port: port, send: Array("PING\r\n".utf8), timeout: .milliseconds(100)) == nil }
+            sleepingNow = await offPool { [port = server.port] in
+                RawSocket.exchange(port: port, send: Array("PING\r\n".utf8), timeout: .milliseconds(100)) == nil
+            }
         }
         try #require(sleepingNow, "the server never became busy")
         await #expect(throws: RedisError.timeout) { try await client.execute(["PING"]) }

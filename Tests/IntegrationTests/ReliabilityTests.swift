@@ -1,14 +1,14 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import HummingbirdTesting
 import NIOCore
+import PostgresAdapter
 import Synchronization
 import Testing
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
-import PostgresAdapter
 
 /// Status stays true under faults: each test breaks one thing on real Redis, PostgreSQL and the
 /// Kafka mock (OFFLINE_AFTER_SECONDS=2, SCAN_INTERVAL_SECONDS=0.5) and checks what an operator
@@ -52,7 +52,10 @@ import PostgresAdapter
             try await h.beat(id, token: token)
             #expect(try await h.eventually(.seconds(3)) { try await h.status(id)?.status == "online" })
             try await Task.sleep(for: .milliseconds(1500))
-            guard case .recorded(let second, _, _) = try await h.beat(id, token: token) else { Issue.record("beat refused"); return }
+            guard case .recorded(let second, _, _) = try await h.beat(id, token: token) else {
+                Issue.record("beat refused")
+                return
+            }
             // the detail and the list show the second beat at once (Redis time)
             let detail = try await OpsAPITests.call(client, .get, "/api/v1/devices/\(id)")
             #expect(detail.json["last_heartbeat"] as? String == second.iso8601)
@@ -61,9 +64,11 @@ import PostgresAdapter
             #expect(row?["last_heartbeat"] as? String == second.iso8601)
             // and PostgreSQL follows within a batch of the history writer
             let started = ContinuousClock.now
-            #expect(try await h.eventually(.seconds(3)) {
-                try await h.database.connection.query("SELECT iso(last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar == second.iso8601
-            })
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    try await h.database.connection.query("SELECT iso(last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar
+                        == second.iso8601
+                })
             print("RELIABILITY: last_heartbeat in PostgreSQL within \(Self.seconds(ContinuousClock.now - started)) s of the beat")
             // the scanner's gauges: devices online and the time of the last successful scan
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
@@ -81,9 +86,10 @@ import PostgresAdapter
         let silent = try await h.registerEverywhere(1)
         try await h.withMonitor { _ in
             for (id, token) in beating + silent { try await h.beat(id, token: token) }
-            #expect(try await h.eventually(.seconds(3)) {
-                try await h.database.connection.query("SELECT count(*) FROM devices WHERE status = 'online'").scalar == "13"
-            })
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    try await h.database.connection.query("SELECT count(*) FROM devices WHERE status = 'online'").scalar == "13"
+                })
             // beats further apart than a scan, and a first beat older than OFFLINE_AFTER at the loss:
             // a re-seed from stale times would have them offline before their next beat
             let beater = Beater()
@@ -91,12 +97,14 @@ import PostgresAdapter
             try await Task.sleep(for: .seconds(Self.offlineAfter + 1.5))
             let lostAt = ContinuousClock.now
             try await h.redis.execute(["FLUSHALL"])  // a Redis restart without its data
-            #expect(try await h.eventually(.seconds(5)) {
-                for bucket in h.keys.allBuckets where try await h.redis.execute(["EXISTS", h.keys.registryMarker(bucket: bucket)]) != .integer(1) {
-                    return false
-                }
-                return true
-            })
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    for bucket in h.keys.allBuckets where try await h.redis.execute(["EXISTS", h.keys.registryMarker(bucket: bucket)]) != .integer(1)
+                    {
+                        return false
+                    }
+                    return true
+                })
             let reseeded = Self.seconds(ContinuousClock.now - lostAt)
             // keep beating well past OFFLINE_AFTER, so a wrong score would have been acted on
             try await Task.sleep(for: .seconds(Self.offlineAfter + 2 * Self.scanInterval + 1))
@@ -105,7 +113,8 @@ import PostgresAdapter
             let outcomes = beater.outcomes.withLock { $0 }
             #expect(outcomes["unknownDevice"] == nil, "a registered device was told it is unknown: \(outcomes)")
             let window = beater.lastRefusal.withLock { $0 }.map { Self.seconds($0 - lostAt) } ?? 0
-            print("RELIABILITY: Redis data loss: registry re-seeded \(reseeded) s after FLUSHALL; last 503 \(window) s after it; outcomes \(outcomes)")
+            print(
+                "RELIABILITY: Redis data loss: registry re-seeded \(reseeded) s after FLUSHALL; last 503 \(window) s after it; outcomes \(outcomes)")
             for (id, _) in beating {
                 #expect(try await h.events(id).map(\.status) == ["online"], "\(id) was declared offline while beating")
             }
@@ -125,9 +134,10 @@ import PostgresAdapter
             // beats 1.5 s apart: after the outage a device's next beat can come well after the first scan
             let beater = Beater()
             let load = Task { await beater.run(h, beating, every: .milliseconds(1500)) }
-            #expect(try await h.eventually(.seconds(3)) {
-                try await h.database.connection.query("SELECT count(*) FROM devices WHERE status = 'online'").scalar == "9"
-            })
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    try await h.database.connection.query("SELECT count(*) FROM devices WHERE status = 'online'").scalar == "9"
+                })
             // Redis away longer than OFFLINE_AFTER (its data kept): every heartbeat meanwhile gets 503
             await h.server.stop()
             let down = ContinuousClock.now
@@ -195,10 +205,11 @@ import PostgresAdapter
         let (silent, alive) = (devices[0], devices[1])
         try await h.withMonitor(["RECONCILE_INTERVAL_SECONDS": "0.5"]) { client in
             for (id, token) in devices { try await h.beat(id, token: token) }
-            #expect(try await h.eventually(.seconds(3)) {
-                let statuses = [try await h.status(silent.0)?.status, try await h.status(alive.0)?.status]
-                return statuses == ["online", "online"]
-            })
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    let statuses = [try await h.status(silent.0)?.status, try await h.status(alive.0)?.status]
+                    return statuses == ["online", "online"]
+                })
             // Redis loses both online-set entries (an AOF window, a replica promoted too early)
             for (id, _) in devices { try await h.redis.execute(["ZREM", h.keys.online(bucket: h.keys.bucket(of: id)), id.string]) }
             let lostAt = ContinuousClock.now
@@ -237,8 +248,10 @@ import PostgresAdapter
         #expect(try await h.eventually(.seconds(5)) { try await h.leader() == "hbm-leader-second" })
         let failover = Self.seconds(ContinuousClock.now - killedAt)
         #expect(try await h.eventually(.seconds(8)) { try await h.status(id)?.status == "offline" })
-        let silence = try await h.database.connection.query(
-            "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar.flatMap(Double.init) ?? -1
+        let silence =
+            try await h.database.connection.query(
+                "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]
+            ).scalar.flatMap(Double.init) ?? -1
         let bound = Self.offlineAfter + failover + Self.scanInterval + 0.3
         print("RELIABILITY: leader kill: failover \(failover) s; silent device offline after \(silence) s of silence (bound \(bound) s)")
         #expect(silence >= Self.offlineAfter && silence <= bound, "offline after \(silence) s; bound \(bound) s")
@@ -260,21 +273,27 @@ import PostgresAdapter
         try await Services.run("start", "postgres")
         let database = try await PostgresConnection.connect(url: h.database.url, applicationName: "test-after-restart")
         func leader() async throws -> String? {
-            try await database.query("""
+            try await database.query(
+                """
                 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
-                """, [String(PostgresLeaderLock.key)]).scalar
+                """, [String(PostgresLeaderLock.key)]
+            ).scalar
         }
         #expect(try await h.eventually(.seconds(8)) { try await leader() == "hbm-leader-only" })
         let failover = Self.seconds(ContinuousClock.now - restartedAt)
-        #expect(try await h.eventually(.seconds(8)) {
-            try await database.query("SELECT status FROM devices WHERE id = $1", [id.string]).scalar == "offline"
-        })
-        let silence = try await database.query(
-            "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]).scalar.flatMap(Double.init) ?? -1
+        #expect(
+            try await h.eventually(.seconds(8)) {
+                try await database.query("SELECT status FROM devices WHERE id = $1", [id.string]).scalar == "offline"
+            })
+        let silence =
+            try await database.query(
+                "SELECT extract(epoch FROM status_changed_at - last_heartbeat) FROM devices WHERE id = $1", [id.string]
+            ).scalar.flatMap(Double.init) ?? -1
         // the device became stale during the outage: it is declared at the first scan of the new term
         let bound = max(Self.offlineAfter, Self.seconds(restartedAt - beatAt) + failover) + Self.scanInterval + 0.5
-        print("RELIABILITY: PostgreSQL restart: lock back after \(failover) s; silent device offline after \(silence) s of silence (bound \(bound) s)")
+        print(
+            "RELIABILITY: PostgreSQL restart: lock back after \(failover) s; silent device offline after \(silence) s of silence (bound \(bound) s)")
         #expect(silence >= Self.offlineAfter && silence <= bound, "offline after \(silence) s; bound \(bound) s")
         await database.close()
         await monitor.stop()
@@ -285,9 +304,11 @@ import PostgresAdapter
         let h = try await MonitorHarness.start()
         let (id, token) = try await h.register(1)[0]
         let proxy = try await TCPProxy.start(to: h.server.port)
-        let cutOff = try await h.startMonitor(instance: "cut", [
-            "REDIS_URL": proxy.url, "LEADER_REDIS_TIMEOUT_SECONDS": "1", "REDIS_TIMEOUT_SECONDS": "0.3",
-        ])
+        let cutOff = try await h.startMonitor(
+            instance: "cut",
+            [
+                "REDIS_URL": proxy.url, "LEADER_REDIS_TIMEOUT_SECONDS": "1", "REDIS_TIMEOUT_SECONDS": "0.3",
+            ])
         #expect(try await h.eventually(.seconds(3)) { try await h.leader() == "hbm-leader-cut" })
         let standby = try await h.startMonitor(instance: "standby", ["LEADER_REDIS_TIMEOUT_SECONDS": "1"])
         try await h.beat(id, token: token)

@@ -1,16 +1,16 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import HummingbirdTesting
-import NIOCore
 import Logging
+import NIOCore
+import PostgresAdapter
+import RedisAdapter
 import Synchronization
 import Testing
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
-import RedisAdapter
-import PostgresAdapter
 
 /// What makes replays, trimming, fencing, retention and slow clients safe, on real Redis and
 /// PostgreSQL: each mechanism driven directly, in the state a crash or a stale leader leaves.
@@ -51,8 +51,9 @@ import PostgresAdapter
         }
         let leadership = Leadership()
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
-        let worker = StreamWorker(redis: redis, buckets: 0..<1, consumer: "new-leader", handler: handler, batchSize: 5,
-                                  leadership: leadership, pollInterval: .seconds(1), logger: Logger(label: "test"))
+        let worker = StreamWorker(
+            redis: redis, buckets: 0..<1, consumer: "new-leader", handler: handler, batchSize: 5,
+            leadership: leadership, pollInterval: .seconds(1), logger: Logger(label: "test"))
         #expect(try await worker.drainOnce(bucket: 0, lease: lease) == 5)
         #expect(try await redis.execute(["XLEN", stream]).integer == 10, "entries another instance holds were trimmed")
         // the old leader dies; its entries are claimed whole and can then go
@@ -72,11 +73,13 @@ import PostgresAdapter
 
     /// `apply_transitions` on one device: (stream id, kind, at ms).
     static func apply(_ db: PostgresConnection, _ device: DeviceID, _ entries: [(String, String, Int64)]) async throws {
-        let batch = TransitionBatch(entries: entries.map { id, kind, at in
-            StreamEntry(id: id, fields: ["device": device.string, "type": kind, "at": String(at), "last_heartbeat": String(at)])
-        })
-        _ = try await PostgresTransitionStore().apply(batch, bucket: 0, offlineAfter: .seconds(2),
-                                                      lease: Leadership().grant(.init(connection: db, backendPID: 0)))
+        let batch = TransitionBatch(
+            entries: entries.map { id, kind, at in
+                StreamEntry(id: id, fields: ["device": device.string, "type": kind, "at": String(at), "last_heartbeat": String(at)])
+            })
+        _ = try await PostgresTransitionStore().apply(
+            batch, bucket: 0, offlineAfter: .seconds(2),
+            lease: Leadership().grant(.init(connection: db, backendPID: 0)))
     }
 
     @Test func replaysAreSkippedAndARepeatedStreamIDIsNot() async throws {
@@ -106,7 +109,9 @@ import PostgresAdapter
             let (id, _) = try await OpsAPITests.register(client, name: "twice")
             let payload = HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000))
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let entries = (0..<3).map { StreamEntry(id: "\(now + Int64($0))-0", fields: ["d": id.string, "t": String(now + Int64($0)), "p": payload.storedForm]) }
+            let entries = (0..<3).map {
+                StreamEntry(id: "\(now + Int64($0))-0", fields: ["d": id.string, "t": String(now + Int64($0)), "p": payload.storedForm])
+            }
             let batch = HistoryBatch(entries: entries, bucket: 1)
             try await h.database.connection.query("SELECT ensure_history_partition(current_date)")
             // COPY committed, XACK lost: the batch is written again by whoever claims it
@@ -140,14 +145,18 @@ import PostgresAdapter
             let huge = String(repeating: "x", count: 1_100_000)
             for index in 0..<6 {
                 try await h.database.connection.query(
-                    "INSERT INTO outbox (event_id, topic, key, payload) VALUES (gen_random_uuid(), 'device.offline', $1, $2)", ["stuck-\(index)", huge])
+                    "INSERT INTO outbox (event_id, topic, key, payload) VALUES (gen_random_uuid(), 'device.offline', $1, $2)",
+                    ["stuck-\(index)", huge])
             }
             try await h.beat(id, token: token)
-            #expect(try await h.eventually(.seconds(8)) {
-                try await h.database.connection.query(
-                    "SELECT count(*) FROM outbox WHERE topic = 'device.online' AND key = $1 AND published_at IS NOT NULL", [id.string]).scalar == "1"
-            }, "device.online waited behind undeliverable device.offline rows")
-            #expect(try await h.database.connection.query("SELECT count(*) FROM outbox WHERE key LIKE 'stuck-%' AND published_at IS NULL").scalar == "6")
+            #expect(
+                try await h.eventually(.seconds(8)) {
+                    try await h.database.connection.query(
+                        "SELECT count(*) FROM outbox WHERE topic = 'device.online' AND key = $1 AND published_at IS NOT NULL", [id.string]
+                    ).scalar == "1"
+                }, "device.online waited behind undeliverable device.offline rows")
+            #expect(
+                try await h.database.connection.query("SELECT count(*) FROM outbox WHERE key LIKE 'stuck-%' AND published_at IS NULL").scalar == "6")
         }
         await h.shutdown()
     }
@@ -159,13 +168,15 @@ import PostgresAdapter
         let id = DeviceID.random()
         try await db.query("INSERT INTO devices (id) VALUES ($1)", [id.string])
         for (age, published) in [("10 days", true), ("1 minute", true), ("10 days", false)] {
-            try await db.query("""
+            try await db.query(
+                """
                 INSERT INTO outbox (event_id, topic, key, payload, created_at, published_at)
                 VALUES (gen_random_uuid(), 'device.online', 'k', '{}', now() - $1::interval, CASE WHEN $2 THEN now() - $1::interval END)
                 """, [age, published ? "true" : "false"])
         }
         for (age, source) in [("100 days", "a"), ("1 day", "b")] {
-            try await db.query("""
+            try await db.query(
+                """
                 INSERT INTO device_status_events (event_id, device_id, from_status, to_status, at, reason, status_version, source)
                 VALUES (gen_random_uuid(), $1, 'unknown', 'online', now() - $2::interval, 'heartbeat_received', 1, $3)
                 """, [id.string, age, source])
@@ -184,10 +195,15 @@ import PostgresAdapter
     @Test func idleAndTricklingConnectionsAreClosed() async throws {
         let h = try await GatewayHarness.start()
         try await h.withGateway(["HTTP_IDLE_TIMEOUT_SECONDS": "1"]) { client in
-            guard let port = client.port else { Issue.record("no port"); return }
+            guard let port = client.port else {
+                Issue.record("no port")
+                return
+            }
             let started = ContinuousClock.now
             // half a request head, never finished: the gateway closes the connection
-            _ = await offPool { RawSocket.exchange(port: port, send: Array("POST /api/v1/devices/x/heartbeat HTTP/1.1\r\nHost: a\r\n".utf8), timeout: .seconds(5)) }
+            _ = await offPool {
+                RawSocket.exchange(port: port, send: Array("POST /api/v1/devices/x/heartbeat HTTP/1.1\r\nHost: a\r\n".utf8), timeout: .seconds(5))
+            }
             let closedAfter = ContinuousClock.now - started
             #expect(closedAfter >= .milliseconds(900) && closedAfter < .seconds(3), "closed after \(closedAfter)")
         }

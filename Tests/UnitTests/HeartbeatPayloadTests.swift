@@ -27,9 +27,10 @@ import Testing
     }
 
     @Test func onlyIdAndTimestampAreRequiredAndUnknownFieldsAreIgnored() throws {
-        let payload = try HeartbeatPayload.decode(json: Self.body([
-            "device_id": Self.id.uppercased(), "timestamp": "2026-02-02T10:30:00Z", "firmware": ["x": 1],
-        ]))
+        let payload = try HeartbeatPayload.decode(
+            json: Self.body([
+                "device_id": Self.id.uppercased(), "timestamp": "2026-02-02T10:30:00Z", "firmware": ["x": 1],
+            ]))
         #expect(payload.deviceID.string == Self.id)
         #expect(payload.storage == nil && payload.currentPlaylist == nil)
     }
@@ -85,7 +86,10 @@ import Testing
 
     @Test func jsonIsCanonicalAndEscaped() throws {
         var payload = try HeartbeatPayload.decode(json: Self.body(Self.valid))
-        #expect(payload.json == #"{"device_id":"\#(Self.id)","timestamp":"2026-02-02T10:30:00.000Z","current_playlist":"pl-1","storage_status":{"total_gb":64,"used_gb":32.5},"network_status":"connected","player_version":"1.2.3"}"#)
+        #expect(
+            payload.json
+                == #"{"device_id":"\#(Self.id)","timestamp":"2026-02-02T10:30:00.000Z","current_playlist":"pl-1","storage_status":{"total_gb":64,"used_gb":32.5},"network_status":"connected","player_version":"1.2.3"}"#
+        )
         payload.playerVersion = "1.2\"x\\"
         let reparsed = try JSONSerialization.jsonObject(with: Data(payload.json.utf8)) as? [String: Any]
         #expect(reparsed?["player_version"] as? String == "1.2\"x\\")
@@ -173,8 +177,10 @@ import Testing
     @Test func deviceIDsAreCanonicalLowerCase() {
         #expect(DeviceID(Self.id.uppercased())?.string == Self.id)
         #expect(DeviceID(Self.id)?.uuid == UUID(uuidString: Self.id))
-        for bad in [String(Self.id.dropLast()), Self.id + "0", Self.id.replacingOccurrences(of: "-", with: "x"),
-                    "g" + Self.id.dropFirst(), "3f2c1a9e8-d4b-4f6a-9c7e-1b2d3e4f5a6b"] {
+        for bad in [
+            String(Self.id.dropLast()), Self.id + "0", Self.id.replacingOccurrences(of: "-", with: "x"),
+            "g" + Self.id.dropFirst(), "3f2c1a9e8-d4b-4f6a-9c7e-1b2d3e4f5a6b",
+        ] {
             #expect(DeviceID(bad) == nil, "\(bad)")
         }
     }
@@ -216,9 +222,10 @@ import Testing
         }
         for garbage in ["", "x\t\t\t\t\t", "1\t\t\t\t", "1\t\tx\t1\t\t", "1\t\t1\t\t\t", "1\t\t01\t2\t\t", "{\"device_id\":1}"] {
             var out: [UInt8] = [7]
-            #expect(HeartbeatPayload.appendJSON(ofStoredForm: garbage, deviceID: full.deviceID, to: &out, doublingBackslashes: false) == nil, "\(garbage)")
+            #expect(
+                HeartbeatPayload.appendJSON(ofStoredForm: garbage, deviceID: full.deviceID, to: &out, doublingBackslashes: false) == nil, "\(garbage)"
+            )
             #expect(out == [7])
         }
     }
 }
-

@@ -1,14 +1,14 @@
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import RedisAdapter
+import ServerSupport
 import Testing
 
 @testable import Ingest
-import HeartbeatDomain
-import RedisAdapter
-import ServerSupport
 
 /// The heartbeat route over the in-memory store: every status the API promises, without Redis.
 @Suite struct HeartbeatRouteTests {
@@ -21,7 +21,8 @@ import ServerSupport
     }
 
     func body(id: DeviceID? = nil, playlist: String = "pl-1", extra: String = "") -> ByteBuffer {
-        ByteBuffer(string: #"{"device_id":"\#((id ?? self.id).string)","timestamp":"2026-02-02T10:30:00Z","current_playlist":"\#(playlist)"\#(extra)}"#)
+        ByteBuffer(
+            string: #"{"device_id":"\#((id ?? self.id).string)","timestamp":"2026-02-02T10:30:00Z","current_playlist":"\#(playlist)"\#(extra)}"#)
     }
 
     func withApp(store: (any HeartbeatStore)? = nil, _ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
@@ -91,7 +92,8 @@ import ServerSupport
     }
 
     @Test func aTokenOfAnotherDeviceIsWrong() async throws {
-        let other = DeviceID.random(), otherToken = DeviceToken.generate()
+        let other = DeviceID.random()
+        let otherToken = DeviceToken.generate()
         store.register(other, tokenHash: DeviceToken.hash(otherToken))
         try await withApp { client in
             let response = try await post(client, token: otherToken, body: body())
@@ -165,12 +167,17 @@ import ServerSupport
     }
 
     @Test func decodesEveryScriptReply() throws {
-        let recorded = try RedisHeartbeatStore.outcome(of: .array([.integer(0), .string("1770028200"), .string("123456"), .string("pl"), .string("{}")]))
+        let recorded = try RedisHeartbeatStore.outcome(
+            of: .array([.integer(0), .string("1770028200"), .string("123456"), .string("pl"), .string("{}")]))
         #expect(recorded == .recorded(serverTime: .init(millisecondsSinceEpoch: 1_770_028_200_123), assignedPlaylist: "pl", commands: ["{}"]))
-        #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(0), .string("1"), .string("0"), .string("")])) == .recorded(serverTime: .init(millisecondsSinceEpoch: 1000), assignedPlaylist: nil, commands: []))
+        #expect(
+            try RedisHeartbeatStore.outcome(of: .array([.integer(0), .string("1"), .string("0"), .string("")]))
+                == .recorded(serverTime: .init(millisecondsSinceEpoch: 1000), assignedPlaylist: nil, commands: []))
         #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(1)])) == .unknownDevice)
         #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(2)])) == .wrongToken)
-        #expect(try RedisHeartbeatStore.outcome(of: .array([.integer(3), .string("1"), .string("0"), .string("250")])) == .tooFrequent(retryAfter: .milliseconds(250)))
+        #expect(
+            try RedisHeartbeatStore.outcome(of: .array([.integer(3), .string("1"), .string("0"), .string("250")]))
+                == .tooFrequent(retryAfter: .milliseconds(250)))
         #expect(throws: RedisError.self) { try RedisHeartbeatStore.outcome(of: .string("OK")) }
         #expect(throws: RedisError.self) { try RedisHeartbeatStore.outcome(of: .array([.integer(9)])) }
     }

@@ -1,9 +1,9 @@
 import Configuration
+import RedisAdapter
+import ServerSupport
 import Testing
 
 @testable import Ingest
-import RedisAdapter
-import ServerSupport
 
 @Suite struct IngestConfigurationTests {
     func configuration(_ environment: [String: String]) throws(ConfigurationError) -> IngestConfiguration {
@@ -67,7 +67,8 @@ import ServerSupport
     }
 
     @Test func fractionalSecondsAreAccepted() throws {
-        let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: ["OFFLINE_AFTER_SECONDS": "2", "SCAN_INTERVAL_SECONDS": "0.5"]))
+        let reader = ConfigReader(
+            provider: EnvironmentVariablesProvider(environmentVariables: ["OFFLINE_AFTER_SECONDS": "2", "SCAN_INTERVAL_SECONDS": "0.5"]))
         #expect(try reader.seconds("offline.after.seconds", default: 600) == .seconds(2))
         #expect(try reader.seconds("scan.interval.seconds", default: 60) == .milliseconds(500))
         #expect(try reader.seconds("unset.seconds", default: 60) == .seconds(60))

@@ -1,23 +1,26 @@
+import HeartbeatDomain
+import KafkaAdapter
 import Logging
+import PostgresAdapter
+import RedisAdapter
 import Synchronization
 import Testing
 
 @testable import Monitor
-import HeartbeatDomain
-import KafkaAdapter
-import PostgresAdapter
-import RedisAdapter
 
 /// The monitor's workers over in-memory stores: decisions and bookkeeping without services.
 @Suite struct MonitorWorkerTests {
     static let logger = Logger(label: "test")
 
     static func scanner(_ store: InMemoryLivenessStore, leadership: Leadership, minDevices: Int = 50, batchSize: Int = 2) -> OfflineScanner {
-        OfflineScanner(store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600),
-                       outages: RedisOutages(offlineAfter: .seconds(600)), scanInterval: .seconds(60), batchSize: batchSize,
-                       stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: minDevices, fraction: 0.5, maxHold: .seconds(900)),
-                                                               window: .seconds(600))),
-                       metrics: MonitorMetrics(), logger: logger)
+        OfflineScanner(
+            store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600),
+            outages: RedisOutages(offlineAfter: .seconds(600)), scanInterval: .seconds(60), batchSize: batchSize,
+            stormGuard: SharedStormGuard(
+                StormGuard(
+                    settings: .init(minDevices: minDevices, fraction: 0.5, maxHold: .seconds(900)),
+                    window: .seconds(600))),
+            metrics: MonitorMetrics(), logger: logger)
     }
 
     /// `count` devices in bucket `bucket`, silent for `silentSeconds`.
@@ -45,7 +48,8 @@ import RedisAdapter
         Self.add(store, count: 8, bucket: 0, silentSeconds: 700)
         Self.add(store, count: 2, bucket: 1, silentSeconds: 10)
         let leadership = Leadership()
-        let report = try await Self.scanner(store, leadership: leadership, minDevices: 5).scan(leadership.grant(.init(connection: nil, backendPID: 0)))
+        let report = try await Self.scanner(store, leadership: leadership, minDevices: 5).scan(
+            leadership.grant(.init(connection: nil, backendPID: 0)))
         #expect(report.decision == .hold(devices: 8, started: true) && report.declaredOffline == 0)
         #expect(store.state.withLock { $0.transitions.isEmpty })
     }
@@ -64,15 +68,17 @@ import RedisAdapter
     @Test func applierStoresEachBatchAndSkipsMalformedEntries() async throws {
         let store = InMemoryTransitionStore()
         let leadership = Leadership()
-        let applier = TransitionApplier(keys: KeySchema(buckets: 2), store: store, leadership: leadership, offlineAfter: .seconds(600),
-                                        metrics: MonitorMetrics(), logger: Self.logger)
+        let applier = TransitionApplier(
+            keys: KeySchema(buckets: 2), store: store, leadership: leadership, offlineAfter: .seconds(600),
+            metrics: MonitorMetrics(), logger: Self.logger)
         let id = DeviceID.random()
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
-        try await applier.handle([
-            StreamEntry(id: "1-0", fields: ["device": id.string, "type": "online", "at": "1", "last_heartbeat": "1"]),
-            StreamEntry(id: "2-0", fields: ["device": "junk"]),
-            StreamEntry(id: "3-0", fields: ["device": id.string, "type": "offline", "at": "3", "last_heartbeat": "1"]),
-        ], bucket: 1, lease: lease)
+        try await applier.handle(
+            [
+                StreamEntry(id: "1-0", fields: ["device": id.string, "type": "online", "at": "1", "last_heartbeat": "1"]),
+                StreamEntry(id: "2-0", fields: ["device": "junk"]),
+                StreamEntry(id: "3-0", fields: ["device": id.string, "type": "offline", "at": "3", "last_heartbeat": "1"]),
+            ], bucket: 1, lease: lease)
         try await applier.handle([StreamEntry(id: "4-0", fields: [:])], bucket: 1, lease: lease)  // nothing to store
         #expect(store.applied.withLock { $0 } == [.init(bucket: 1, ids: ["1-0", "3-0"], kinds: ["online", "offline"])])
         #expect(applier.stream(bucket: 1) == KeySchema(buckets: 2).transitions(bucket: 1))
@@ -80,8 +86,9 @@ import RedisAdapter
 
     @Test func applierGivesUpTheLeaseWhenItsSessionIsLost() {
         let leadership = Leadership()
-        let applier = TransitionApplier(keys: KeySchema(buckets: 1), store: InMemoryTransitionStore(), leadership: leadership,
-                                        offlineAfter: .seconds(600), metrics: MonitorMetrics(), logger: Self.logger)
+        let applier = TransitionApplier(
+            keys: KeySchema(buckets: 1), store: InMemoryTransitionStore(), leadership: leadership,
+            offlineAfter: .seconds(600), metrics: MonitorMetrics(), logger: Self.logger)
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
         applier.failed(PostgresError.connectionLost("server closed the connection"), lease: lease)
         #expect(!leadership.isLeader)
@@ -100,8 +107,9 @@ import RedisAdapter
     }
 
     static func relay(_ outbox: InMemoryOutboxStore, _ publisher: FakePublisher, leadership: Leadership) -> OutboxRelay {
-        OutboxRelay(outbox: outbox, publisher: publisher, topicNames: ["device.offline": "prod.offline"], leadership: leadership,
-                    batchSize: 10, pollInterval: .seconds(1), metrics: MonitorMetrics(), logger: logger)
+        OutboxRelay(
+            outbox: outbox, publisher: publisher, topicNames: ["device.offline": "prod.offline"], leadership: leadership,
+            batchSize: 10, pollInterval: .seconds(1), metrics: MonitorMetrics(), logger: logger)
     }
 
     @Test func relayMarksOnlyWhatTheBrokerAcknowledged() async throws {
@@ -112,7 +120,8 @@ import RedisAdapter
         let publisher = FakePublisher()
         publisher.failing.withLock { $0 = ["c"] }
         let leadership = Leadership()
-        let result = try await Self.relay(outbox, publisher, leadership: leadership).relayOnce(leadership.grant(.init(connection: nil, backendPID: 0)))
+        let result = try await Self.relay(outbox, publisher, leadership: leadership).relayOnce(
+            leadership.grant(.init(connection: nil, backendPID: 0)))
         #expect(result.published == 2 && result.failed == 1)
         #expect(outbox.rows.withLock { $0.map(\.published) } == [true, true, false])
         #expect(publisher.sent.withLock { $0.map(\.topic) }.sorted() == ["device.online", "prod.offline"])
@@ -134,15 +143,17 @@ import RedisAdapter
     @Test func reconcilerRestoresOnlyDevicesRedisLostAndStillOnline() async throws {
         let liveness = InMemoryLivenessStore()
         let keys = KeySchema(buckets: 2)
-        let kept = DeviceID.random(), lost = DeviceID.random()
+        let kept = DeviceID.random()
+        let lost = DeviceID.random()
         liveness.state.withLock { $0.online[keys.bucket(of: kept), default: [:]][kept] = 5 }
         let devices = InMemoryDeviceRepository()
         devices.add(kept, status: .online, lastHeartbeatMs: 5)
         devices.add(lost, status: .online, lastHeartbeatMs: 7)
         devices.add(DeviceID.random(), status: .offline, lastHeartbeatMs: 9)
         let leadership = Leadership()
-        let reconciler = Reconciler(devices: devices, liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
-                                    metrics: MonitorMetrics(), logger: Self.logger)
+        let reconciler = Reconciler(
+            devices: devices, liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
+            metrics: MonitorMetrics(), logger: Self.logger)
         #expect(try await reconciler.reconcile(leadership.grant(.init(connection: nil, backendPID: 0))) == 1)
         #expect(liveness.state.withLock { $0.online[keys.bucket(of: lost)]?[lost] } == 7)
     }
@@ -152,13 +163,16 @@ import RedisAdapter
         let devices = InMemoryDeviceRepository()
         let liveness = InMemoryLivenessStore()
         let nowMs = liveness.state.withLock { $0.nowMs }
-        let beating = DeviceID.random(), silent = DeviceID.random(), offline = DeviceID.random()
+        let beating = DeviceID.random()
+        let silent = DeviceID.random()
+        let offline = DeviceID.random()
         devices.add(beating, status: .online, lastHeartbeatMs: nowMs - 30_000)  // the newest: Redis went blind then
         devices.add(silent, status: .online, lastHeartbeatMs: nowMs - 330_000)  // silent 5 minutes before that
         devices.add(offline, status: .offline, lastHeartbeatMs: nowMs - 900_000)
         let cache = RecordingRegistryCache()
-        let seeder = RegistrySeeder(devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: Leadership(),
-                                    checkInterval: .seconds(1), metrics: MonitorMetrics(), logger: Self.logger)
+        let seeder = RegistrySeeder(
+            devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: Leadership(),
+            checkInterval: .seconds(1), metrics: MonitorMetrics(), logger: Self.logger)
         #expect(try await seeder.seed(buckets: [0]) == 3)
         #expect(cache.written.withLock { Set($0) } == [beating, silent, offline])
         #expect(cache.loaded.withLock { $0 } == [0])
@@ -174,7 +188,9 @@ final class RecordingRegistryCache: RegistryCache {
 
     func write(device: DeviceID, tokenHash: String, playlist: String?) async throws { written.withLock { $0.append(device) } }
     func assignPlaylist(_ playlist: String, to device: DeviceID) async throws {}
-    func enqueueCommand(id: String, type: String, json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int) async throws -> Bool { true }
+    func enqueueCommand(id: String, type: String, json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int) async throws -> Bool {
+        true
+    }
     func commands(of device: DeviceID, nowMs: Int64) async throws -> [CommandState] { [] }
     func lastHeartbeats(of devices: [DeviceID]) async throws -> [DeviceID: Int64] { [:] }
     func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) { (nil, nil) }

@@ -1,14 +1,14 @@
 import Foundation
+import HeartbeatDomain
 import Hummingbird
 import Logging
+import PostgresAdapter
+import RedisAdapter
+import ServerSupport
 import Testing
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
-import RedisAdapter
-import PostgresAdapter
-import ServerSupport
 
 /// `docs/openapi.yaml` and the routers must describe the same (method, path) pairs.
 @Suite struct OpenAPIDocumentTests {
@@ -24,7 +24,10 @@ import ServerSupport
         var inPaths = false
         var path: String?
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("paths:") { inPaths = true; continue }
+            if line.hasPrefix("paths:") {
+                inPaths = true
+                continue
+            }
             guard inPaths else { continue }
             if !line.hasPrefix(" "), !line.isEmpty, !line.hasPrefix("#") { break }
             if line.hasPrefix("  /"), line.hasSuffix(":") {
@@ -38,10 +41,11 @@ import ServerSupport
     }
 
     static func normalized<Context>(_ router: Router<Context>) -> Set<String> {
-        Set(router.routes.map { route in
-            let path = "\(route.path)".split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
-            return "\(route.method) /\(path.hasPrefix("/") ? String(path.dropFirst()) : path)"
-        })
+        Set(
+            router.routes.map { route in
+                let path = "\(route.path)".split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+                return "\(route.method) /\(path.hasPrefix("/") ? String(path.dropFirst()) : path)"
+            })
     }
 
     @Test func everyRouteIsDocumentedAndEveryDocumentedRouteExists() async throws {
@@ -50,11 +54,14 @@ import ServerSupport
         let redis = RedisClient(configuration: .init(endpoint: RedisEndpoint(port: 1)), logger: Logger(label: "unused"))
         let db = PostgresPool(url: "postgres://unused", applicationName: "unused")
         let devices = PostgresDeviceRepository(db: db)
-        let monitor = Self.normalized(buildAdminRouter(
-            admin: AdminController(liveness: InMemoryLivenessStore(), devices: devices, requestMetrics: RequestMetricsMiddleware(),
-                                   leadership: Leadership(), stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)))),
-                                   metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
-            registry: DeviceRegistry(devices: devices, cache: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1)))))
+        let monitor = Self.normalized(
+            buildAdminRouter(
+                admin: AdminController(
+                    liveness: InMemoryLivenessStore(), devices: devices, requestMetrics: RequestMetricsMiddleware(),
+                    leadership: Leadership(),
+                    stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)))),
+                    metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
+                registry: DeviceRegistry(devices: devices, cache: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1)))))
         let served = gateway.union(monitor)
         #expect(!documented.isEmpty)
         #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")

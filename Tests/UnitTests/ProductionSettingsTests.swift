@@ -1,12 +1,12 @@
 import Configuration
 import Foundation
 import Logging
+import RedisAdapter
+import ServerSupport
 import Testing
 
 @testable import Ingest
 @testable import Monitor
-import RedisAdapter
-import ServerSupport
 
 /// Settings for production: secrets from files, Kafka client properties, log format, version.
 @Suite struct ProductionSettingsTests {
@@ -27,7 +27,10 @@ import ServerSupport
     @Test func secretsAreReadFromFilesNamedByTheFileVariables() throws {
         let token = try Self.temporaryFile("from-a-file-0123456789\n")
         let url = try Self.temporaryFile("postgres://hb:s3cret@db:5432/hb\n")
-        defer { try? FileManager.default.removeItem(atPath: token); try? FileManager.default.removeItem(atPath: url) }
+        defer {
+            try? FileManager.default.removeItem(atPath: token)
+            try? FileManager.default.removeItem(atPath: url)
+        }
         let config = try Self.monitor(["ADMIN_TOKEN_FILE": token, "POSTGRES_URL_FILE": url])
         #expect(config.adminToken == "from-a-file-0123456789")
         #expect(config.postgresURL == "postgres://hb:s3cret@db:5432/hb")
@@ -56,9 +59,10 @@ import ServerSupport
             "ADMIN_TOKEN": "0123456789abcdef",
             "KAFKA_PROPERTIES": "security.protocol=SASL_SSL, sasl.mechanism=PLAIN,sasl.username=hb,sasl.password=a=b",
         ])
-        #expect(config.kafkaProperties == [
-            "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "hb", "sasl.password": "a=b",
-        ])
+        #expect(
+            config.kafkaProperties == [
+                "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "hb", "sasl.password": "a=b",
+            ])
         #expect(try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef"]).kafkaProperties.isEmpty)
         do {
             _ = try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef", "KAFKA_PROPERTIES": "security.protocol=SSL,sasl.password"])
@@ -70,8 +74,13 @@ import ServerSupport
     }
 
     @Test func kafkaTopicNamesAreConfigurableAndChecked() throws {
-        #expect(try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef"]).kafkaTopics == ["device.online": "device.online", "device.offline": "device.offline"])
-        let custom = try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef", "KAFKA_TOPIC_ONLINE": "fleet.online", "KAFKA_TOPIC_OFFLINE": "fleet_offline-v2"])
+        #expect(
+            try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef"]).kafkaTopics == [
+                "device.online": "device.online", "device.offline": "device.offline",
+            ])
+        let custom = try Self.monitor([
+            "ADMIN_TOKEN": "0123456789abcdef", "KAFKA_TOPIC_ONLINE": "fleet.online", "KAFKA_TOPIC_OFFLINE": "fleet_offline-v2",
+        ])
         #expect(custom.kafkaTopics == ["device.online": "fleet.online", "device.offline": "fleet_offline-v2"])
         for bad in ["has space", "..", String(repeating: "t", count: 250), "ü"] {
             #expect(throws: ConfigurationError.self, "\(bad)") { try Self.monitor(["ADMIN_TOKEN": "0123456789abcdef", "KAFKA_TOPIC_OFFLINE": bad]) }
@@ -85,13 +94,15 @@ import ServerSupport
     }
 
     @Test func aJSONLogLineHasTheFieldsCollectorsExpect() throws {
-        let line = JSONLogHandler.line(at: Date(timeIntervalSince1970: 1_770_028_200.123), level: .warning, logger: "heartbeat-monitor",
-                                       message: "lost the \"leader\" lock", source: "Monitor", metadata: ["error": "timeout", "epoch": "3"])
+        let line = JSONLogHandler.line(
+            at: Date(timeIntervalSince1970: 1_770_028_200.123), level: .warning, logger: "heartbeat-monitor",
+            message: "lost the \"leader\" lock", source: "Monitor", metadata: ["error": "timeout", "epoch": "3"])
         let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
-        #expect(object == [
-            "timestamp": "2026-02-02T10:30:00.123Z", "level": "warning", "logger": "heartbeat-monitor",
-            "message": #"lost the "leader" lock"#, "source": "Monitor", "error": "timeout", "epoch": "3",
-        ])
+        #expect(
+            object == [
+                "timestamp": "2026-02-02T10:30:00.123Z", "level": "warning", "logger": "heartbeat-monitor",
+                "message": #"lost the "leader" lock"#, "source": "Monitor", "error": "timeout", "epoch": "3",
+            ])
         #expect(!line.contains("\n"))
     }
 }

@@ -30,7 +30,8 @@ import Testing
 
     @Test func tokensAreRandomAndHashedWithSHA256() {
         #expect(DeviceToken.hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        let a = DeviceToken.generate(), b = DeviceToken.generate()
+        let a = DeviceToken.generate()
+        let b = DeviceToken.generate()
         #expect(a != b)
         #expect(a.count == 43)
         #expect(a.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })

@@ -102,8 +102,8 @@ def now_ms():
 
 def scan_stats():
     text = urllib.request.urlopen(f"http://127.0.0.1:{args.admin_port}/metrics", timeout=5).read().decode()
-    total = sum(float(v) for v in re.findall(r"^monitor_scan_duration_sum\S* (\S+)", text, re.M))
-    count = sum(float(v) for v in re.findall(r"^monitor_scan_duration_count\S* (\S+)", text, re.M))
+    total = sum(float(v) for v in re.findall(r"^monitor_scan_duration_seconds_sum\S* (\S+)", text, re.M))
+    count = sum(float(v) for v in re.findall(r"^monitor_scan_duration_seconds_count\S* (\S+)", text, re.M))
     return total, count
 
 

@@ -17,7 +17,7 @@ struct AdminController<Context: RequestContext> {
     /// False when `METRICS_PORT` moves `/metrics` to a listener of its own.
     var servesMetrics = true
 
-    var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, requestMetrics: requestMetrics) }
+    var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, help: MonitorMetrics.help, requestMetrics: requestMetrics) }
 
     /// Adds the routes; returns the authenticated `/api/v1` group for the other ops controllers.
     @discardableResult

@@ -28,18 +28,23 @@ enum DeviceJSON {
         [
             "id": command.id, "type": command.type, "state": command.state.rawValue, "deliveries": command.deliveries,
             "last_delivered_at": orNull(command.lastDeliveredAtMs.map { UTCTimestamp(millisecondsSinceEpoch: $0).iso8601 }),
-            "acknowledged_at": orNull(command.state == .acknowledged ? command.settledAtMs.map { UTCTimestamp(millisecondsSinceEpoch: $0).iso8601 } : nil),
+            "acknowledged_at": orNull(
+                command.state == .acknowledged ? command.settledAtMs.map { UTCTimestamp(millisecondsSinceEpoch: $0).iso8601 } : nil),
             "expires_at": UTCTimestamp(millisecondsSinceEpoch: command.expiresAtMs).iso8601,
         ]
     }
 
     static func heartbeat(_ row: HeartbeatRecord) -> [String: Any] {
-        ["received_at": row.receivedAt.iso8601, "device_time": row.deviceTime.iso8601,
-         "payload": (try? JSONSerialization.jsonObject(with: Data(row.payloadJSON.utf8))) ?? NSNull()]
+        [
+            "received_at": row.receivedAt.iso8601, "device_time": row.deviceTime.iso8601,
+            "payload": (try? JSONSerialization.jsonObject(with: Data(row.payloadJSON.utf8))) ?? NSNull(),
+        ]
     }
 
     static func event(_ row: StatusEventRecord) -> [String: Any] {
-        ["event_id": row.eventID, "from": row.from, "to": row.to, "at": row.at.iso8601,
-         "last_heartbeat": orNull(row.lastHeartbeat?.iso8601), "reason": row.reason, "status_version": Int(row.statusVersion)]
+        [
+            "event_id": row.eventID, "from": row.from, "to": row.to, "at": row.at.iso8601,
+            "last_heartbeat": orNull(row.lastHeartbeat?.iso8601), "reason": row.reason, "status_version": Int(row.statusVersion),
+        ]
     }
 }

@@ -30,7 +30,9 @@ struct DeviceQueriesController<Context: RequestContext> {
         // the newest heartbeat is Redis's (PostgreSQL follows it a batch behind)
         let recent = (try? await cache.lastHeartbeats(of: page.map(\.id))) ?? [:]
         let next = rows.count > limit ? page.last.map { Data($0.id.string.utf8).base64EncodedString() } : nil
-        return try JSONBody.response(["devices": page.map { DeviceJSON.summary($0, redisLastHeartbeatMs: recent[$0.id]) }, "next_cursor": orNull(next)])
+        return try JSONBody.response([
+            "devices": page.map { DeviceJSON.summary($0, redisLastHeartbeatMs: recent[$0.id]) }, "next_cursor": orNull(next),
+        ])
     }
 
     @Sendable func show(request: Request, context: Context) async throws -> Response {
@@ -73,7 +75,8 @@ struct DeviceQueriesController<Context: RequestContext> {
         let id = try context.deviceID()
         let query = request.uri.queryParameters
         let to = try DeviceQuery.time(query.get("to"), name: "to") ?? .now
-        let from = try DeviceQuery.time(query.get("from"), name: "from") ?? UTCTimestamp(millisecondsSinceEpoch: to.millisecondsSinceEpoch - 86_400_000)
+        let from =
+            try DeviceQuery.time(query.get("from"), name: "from") ?? UTCTimestamp(millisecondsSinceEpoch: to.millisecondsSinceEpoch - 86_400_000)
         guard from < to else { throw APIError.invalidQuery("from must be before to") }
         // time before the device was registered is not downtime
         guard let registered = try await APIError.storeCall({ try await devices.registeredAt(id) }) else { throw APIError.unknownDevice }
@@ -85,7 +88,8 @@ struct DeviceQueriesController<Context: RequestContext> {
         }
         let span = Double(to.millisecondsSinceEpoch - since.millisecondsSinceEpoch)
         return try JSONBody.response([
-            "from": from.iso8601, "to": to.iso8601, "online_seconds": Double(online) / 1000, "online_fraction": span > 0 ? Double(online) / span : 0.0,
+            "from": from.iso8601, "to": to.iso8601, "online_seconds": Double(online) / 1000,
+            "online_fraction": span > 0 ? Double(online) / span : 0.0,
         ])
     }
 

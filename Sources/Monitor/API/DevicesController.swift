@@ -24,10 +24,11 @@ struct DevicesController<Context: RequestContext> {
 
     @Sendable func register(request: Request, context: Context) async throws -> Response {
         let body = try await JSONBody.decode(Registration.self, from: request)
-        let id = try body.id.map { raw in
-            guard let parsed = DeviceID(raw) else { throw APIError.invalidBody("id must be a UUID") }
-            return parsed
-        } ?? .random()
+        let id =
+            try body.id.map { raw in
+                guard let parsed = DeviceID(raw) else { throw APIError.invalidBody("id must be a UUID") }
+                return parsed
+            } ?? .random()
         guard let name = body.name?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name.count <= 200 else {
             throw APIError.invalidBody("name is required: 1 to 200 characters")
         }
@@ -87,11 +88,13 @@ struct DevicesController<Context: RequestContext> {
         json.add("payload", raw: payload.jsonText)
         json.add("expires_at", string: expiresAt.iso8601)
         let queued = try await APIError.storeCall {
-            try await registry.cache.enqueueCommand(id: commandID, type: body.type, json: json.text, expiresAt: expiresAt, for: id, limit: commandQueueLimit)
+            try await registry.cache.enqueueCommand(
+                id: commandID, type: body.type, json: json.text, expiresAt: expiresAt, for: id, limit: commandQueueLimit)
         }
         guard queued else {
-            throw APIError(status: .conflict, code: "command_queue_full",
-                           message: "the device already has \(commandQueueLimit) commands waiting for its next heartbeat")
+            throw APIError(
+                status: .conflict, code: "command_queue_full",
+                message: "the device already has \(commandQueueLimit) commands waiting for its next heartbeat")
         }
         return try JSONBody.response(["id": commandID, "expires_at": expiresAt.iso8601], status: .accepted)
     }

@@ -30,6 +30,8 @@ protocol DeviceRepository: Sendable {
     func online(after: DeviceID?, limit: Int) async throws -> [(id: DeviceID, lastHeartbeatMs: Int64)]
     /// Which of `ids` are not online any more.
     func notOnline(among ids: [DeviceID]) async throws -> Set<DeviceID>
+    /// How many devices have each status.
+    func countByStatus() async throws -> [DeviceStatus: Int]
     /// Throws unless the database answers (readiness).
     func ping() async throws
 }

@@ -25,8 +25,10 @@ struct HistoryWriter: StreamBatchHandler {
     let logger: Logger
     private let maintenance = MaintenanceClock()
 
-    init(keys: KeySchema, redis: RedisClient, store: any HistoryStore, retentionDays: Int, retention: RetentionPolicy,
-         redisRunID: RunIDWatch, metrics: MonitorMetrics, logger: Logger) {
+    init(
+        keys: KeySchema, redis: RedisClient, store: any HistoryStore, retentionDays: Int, retention: RetentionPolicy,
+        redisRunID: RunIDWatch, metrics: MonitorMetrics, logger: Logger
+    ) {
         self.keys = keys
         self.redis = redis
         self.store = store
@@ -85,8 +87,9 @@ struct HistoryWriter: StreamBatchHandler {
         let info = try await redis.xinfoStream(stream)
         guard let lag = group.lag, lag > info.length else { return }
         metrics.historyShed.increment(by: lag - info.length)
-        logger.error("history stream cap hit: rows were shed before they reached PostgreSQL",
-                     metadata: ["stream": "\(stream)", "rows_lost": "\(lag - info.length)", "last_read": "\(group.lastDeliveredID)"])
+        logger.error(
+            "history stream cap hit: rows were shed before they reached PostgreSQL",
+            metadata: ["stream": "\(stream)", "rows_lost": "\(lag - info.length)", "last_read": "\(group.lastDeliveredID)"])
         // count the lost entries as read so the same loss is reported once
         try await redis.xgroupSetID(stream, group: Self.group, id: group.lastDeliveredID, entriesRead: info.entriesAdded - info.length)
     }

@@ -46,8 +46,9 @@ struct LeaderElector: Service {
             redisRunID.observe(runID)
             redisReachedAt = .now
             if let outage = outages.reached() {
-                logger.warning("Redis reachable again; devices get the outage on top of OFFLINE_AFTER for one OFFLINE_AFTER",
-                               metadata: ["outage": "\(outage)"])
+                logger.warning(
+                    "Redis reachable again; devices get the outage on top of OFFLINE_AFTER for one OFFLINE_AFTER",
+                    metadata: ["outage": "\(outage)"])
             }
         } else {
             outages.missed()
@@ -56,9 +57,11 @@ struct LeaderElector: Service {
             if leadership.isLeader {
                 try await lock.verify()  // the session (and so the lock) is alive
                 if ContinuousClock.now - redisReachedAt > redisTimeout {
-                    logger.error("giving up the leader lock: Redis unreachable", metadata: [
-                        "instance": "\(instanceID)", "for": "\(ContinuousClock.now - redisReachedAt)",
-                    ])
+                    logger.error(
+                        "giving up the leader lock: Redis unreachable",
+                        metadata: [
+                            "instance": "\(instanceID)", "for": "\(ContinuousClock.now - redisReachedAt)",
+                        ])
                     leadership.revoke()
                     metrics.leader.record(0)
                     try await lock.release()
@@ -72,7 +75,9 @@ struct LeaderElector: Service {
                 metrics.leader.record(0)
             }
         } catch {
-            if leadership.isLeader { logger.error("lost the leader lock", metadata: ["error": "\(error)"]) } else {
+            if leadership.isLeader {
+                logger.error("lost the leader lock", metadata: ["error": "\(error)"])
+            } else {
                 logger.warning("leader election: PostgreSQL unavailable", metadata: ["error": "\(error)"])
             }
             leadership.revoke()

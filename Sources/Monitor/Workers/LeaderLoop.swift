@@ -12,10 +12,13 @@ struct LeaderLoop: Sendable {
     /// What the worker is, for its log lines.
     let name: String
     let logger: Logger
+    /// Called with a round's error (after it is logged), e.g. to count it or to back off.
+    var onError: @Sendable (any Error, Leadership.Lease) -> Void = { _, _ in }
 
     /// Runs `round` until shutdown. `round` returns true when it did work and should run again now.
-    func run(onError: @Sendable (any Error, Leadership.Lease) -> Void = { _, _ in },
-             _ round: @Sendable (Leadership.Lease) async throws -> Bool) async {
+    func run(
+        _ round: @Sendable (Leadership.Lease) async throws -> Bool
+    ) async {
         for await _ in AsyncTimerSequence(interval: interval, clock: .continuous).cancelOnGracefulShutdown() {
             guard let lease = leadership.current else { continue }
             do {

@@ -29,8 +29,10 @@ final class OfflineScanner: Service, Sendable {
     /// The lease epoch the storm guard's state belongs to.
     private let guardEpoch = Mutex(0)
 
-    init(store: any LivenessStore, buckets: Range<Int>, leadership: Leadership, offlineAfter: Duration, outages: RedisOutages,
-         scanInterval: Duration, batchSize: Int, stormGuard: SharedStormGuard, metrics: MonitorMetrics, logger: Logger) {
+    init(
+        store: any LivenessStore, buckets: Range<Int>, leadership: Leadership, offlineAfter: Duration, outages: RedisOutages,
+        scanInterval: Duration, batchSize: Int, stormGuard: SharedStormGuard, metrics: MonitorMetrics, logger: Logger
+    ) {
         self.store = store
         self.buckets = buckets
         self.leadership = leadership
@@ -91,10 +93,12 @@ final class OfflineScanner: Service, Sendable {
             metrics.stormHolding.record(devices)
             if started {
                 metrics.stormTrips.increment()
-                logger.critical("mass offline held: probably an ingest or network outage, not the devices", metadata: [
-                    "stale": "\(report.stale)", "online": "\(report.online)",
-                    "release": "POST /api/v1/fleet/release-hold",
-                ])
+                logger.critical(
+                    "mass offline held: probably an ingest or network outage, not the devices",
+                    metadata: [
+                        "stale": "\(report.stale)", "online": "\(report.online)",
+                        "release": "POST /api/v1/fleet/release-hold",
+                    ])
             }
             return report
         case .proceedAfterHold(let end):

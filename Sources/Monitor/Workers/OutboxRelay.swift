@@ -25,13 +25,13 @@ struct OutboxRelay: Service {
 
     func run() async throws {
         let backoff = Backoff()
-        await LeaderLoop(leadership: leadership, interval: pollInterval, name: "outbox relay", logger: logger)
-            .run(onError: { _, _ in backoff.failed() }) { lease in
-                await backoff.wait()
-                let (published, failed) = try await relayOnce(lease)
-                if failed > 0 { backoff.failed() } else { backoff.succeeded() }
-                return published > 0 && failed == 0
-            }
+        let loop = LeaderLoop(leadership: leadership, interval: pollInterval, name: "outbox relay", logger: logger) { _, _ in backoff.failed() }
+        await loop.run { lease in
+            await backoff.wait()
+            let (published, failed) = try await relayOnce(lease)
+            if failed > 0 { backoff.failed() } else { backoff.succeeded() }
+            return published > 0 && failed == 0
+        }
     }
 
     /// Publishes one batch per topic. Returns how many rows were published and how many failed.
@@ -42,7 +42,8 @@ struct OutboxRelay: Service {
         metrics.outboxBacklog.record(backlog.rows)
         metrics.outboxOldestAge.record(backlog.oldestAgeSeconds)
         guard !rows.isEmpty else { return (0, 0) }
-        let results = await publisher.publish(rows.map { KafkaProducer.Message(topic: topicNames[$0.topic] ?? $0.topic, key: $0.key, value: $0.payload) })
+        let results = await publisher.publish(
+            rows.map { KafkaProducer.Message(topic: topicNames[$0.topic] ?? $0.topic, key: $0.key, value: $0.payload) })
         var delivered: [Int64] = []
         var failures = 0
         for (row, result) in zip(rows, results) {

@@ -24,8 +24,9 @@ struct Reconciler: Service {
             let repaired = try await reconcile(lease)
             if repaired > 0 {
                 metrics.reconcileRepaired.increment(by: repaired)
-                logger.warning("devices online in PostgreSQL but missing from Redis were put back on the offline path",
-                               metadata: ["devices": "\(repaired)"])
+                logger.warning(
+                    "devices online in PostgreSQL but missing from Redis were put back on the offline path",
+                    metadata: ["devices": "\(repaired)"])
             }
             return false
         }

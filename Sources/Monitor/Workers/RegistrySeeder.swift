@@ -33,9 +33,11 @@ struct RegistrySeeder: Service {
             let took = ContinuousClock.now - started
             metrics.registryReseeds.increment()
             metrics.registryReseedSeconds.record(took.seconds)
-            logger.notice("re-seeded the Redis registry from PostgreSQL", metadata: [
-                "buckets": "\(missing.count)", "devices": "\(count)", "took": "\(took)",
-            ])
+            logger.notice(
+                "re-seeded the Redis registry from PostgreSQL",
+                metadata: [
+                    "buckets": "\(missing.count)", "devices": "\(count)", "took": "\(took)",
+                ])
             return false
         }
     }

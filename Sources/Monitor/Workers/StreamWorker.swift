@@ -47,8 +47,10 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
     let logger: Logger
     private let groupsReady = Atomic(false)
 
-    init(redis: RedisClient, buckets: Range<Int>, consumer: String, handler: Handler, batchSize: Int, parallelism: Int = 1,
-         leadership: Leadership, pollInterval: Duration, logger: Logger) {
+    init(
+        redis: RedisClient, buckets: Range<Int>, consumer: String, handler: Handler, batchSize: Int, parallelism: Int = 1,
+        leadership: Leadership, pollInterval: Duration, logger: Logger
+    ) {
         self.redis = redis
         self.buckets = buckets
         self.consumer = consumer
@@ -61,11 +63,13 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
     }
 
     func run() async throws {
-        await LeaderLoop(leadership: leadership, interval: pollInterval, name: "consumer group \(Handler.group)", logger: logger)
-            .run(onError: { error, lease in self.handler.failed(error, lease: lease) }) { lease in
-                try await self.handler.prepare(lease)
-                return try await self.drain(lease) > 0
-            }
+        let loop = LeaderLoop(leadership: leadership, interval: pollInterval, name: "consumer group \(Handler.group)", logger: logger) {
+            error, lease in self.handler.failed(error, lease: lease)
+        }
+        await loop.run { lease in
+            try await self.handler.prepare(lease)
+            return try await self.drain(lease) > 0
+        }
     }
 
     /// One batch from every bucket, `parallelism` buckets at a time. Returns the entries consumed.
@@ -114,6 +118,17 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
             try await redis.xtrim(stream, minID: Self.trimBound(after: through, lowestPending: pending.lowest))
         }
         return entries.count
+    }
+
+    /// Entries pending in the group and entries not yet delivered to it, over every bucket.
+    func backlog() async throws -> (pending: Int, unread: Int) {
+        var total = (pending: 0, unread: 0)
+        for bucket in buckets {
+            guard let group = try await redis.xinfoGroups(handler.stream(bucket: bucket)).first(where: { $0.name == Handler.group }) else { continue }
+            total.pending += group.pending
+            total.unread += group.lag ?? 0
+        }
+        return total
     }
 
     /// Where trimming may go: past `through`, but never past the lowest entry still pending.

@@ -38,8 +38,9 @@ public struct CommandState: Sendable, Equatable {
             let last = Int64(parts[2]), let settled = Int64(parts[3]), let expires = Int64(parts[4])
         else { return nil }
         let lapsed = (state == .queued || state == .delivered) && expires <= nowMs
-        self.init(id: id, type: String(parts[5]), state: lapsed ? .expired : state, deliveries: deliveries,
-                  lastDeliveredAtMs: last > 0 ? last : nil, settledAtMs: settled > 0 ? settled : (lapsed ? expires : nil),
-                  expiresAtMs: expires)
+        self.init(
+            id: id, type: String(parts[5]), state: lapsed ? .expired : state, deliveries: deliveries,
+            lastDeliveredAtMs: last > 0 ? last : nil, settledAtMs: settled > 0 ? settled : (lapsed ? expires : nil),
+            expiresAtMs: expires)
     }
 }

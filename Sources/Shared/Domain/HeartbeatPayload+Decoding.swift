@@ -20,12 +20,18 @@ extension HeartbeatPayload {
     /// A member as found in the body, before validation: type errors are reported only once the
     /// whole body is known to be JSON, so a malformed body is always reported as malformed.
     private enum Found {
-        case absent, string(String), storage(total: FoundNumber, used: FoundNumber), strings([String]), wrongType
+        case absent
+        case string(String)
+        case storage(total: FoundNumber, used: FoundNumber)
+        case strings([String])
+        case wrongType
     }
 
     /// A member of `storage_status` as found in the body.
     private enum FoundNumber {
-        case absent, number(Double), wrongType
+        case absent
+        case number(Double)
+        case wrongType
     }
 
     /// Decodes and validates a heartbeat body.
@@ -48,8 +54,13 @@ extension HeartbeatPayload {
                 try scanner.expectEnd()
                 return .failure(.init(field: nil, message: "body must be a JSON object"))
             }
-            var id = Found.absent, time = Found.absent, playlist = Found.absent
-            var storage = Found.absent, network = Found.absent, version = Found.absent, acked = Found.absent
+            var id = Found.absent
+            var time = Found.absent
+            var playlist = Found.absent
+            var storage = Found.absent
+            var network = Found.absent
+            var version = Found.absent
+            var acked = Found.absent
             try scanner.readObject { (key, scanner) throws(JSONScanner.Malformed) in
                 switch key {
                 case "device_id": id = try readString(&scanner)
@@ -77,8 +88,12 @@ extension HeartbeatPayload {
         let kind = try scanner.peekKind()
         switch kind {
         case .string: return .string(try scanner.readString())
-        case .null: _ = try scanner.readNull(); return .absent
-        default: try scanner.skipValue(depth: 1); return .wrongType
+        case .null:
+            _ = try scanner.readNull()
+            return .absent
+        default:
+            try scanner.skipValue(depth: 1)
+            return .wrongType
         }
     }
 
@@ -88,14 +103,20 @@ extension HeartbeatPayload {
             var values: [String] = []
             var wrongType = false
             try scanner.readArray(depth: 1) { (scanner) throws(JSONScanner.Malformed) in
-                if try scanner.peekKind() == .string { values.append(try scanner.readString()) } else {
+                if try scanner.peekKind() == .string {
+                    values.append(try scanner.readString())
+                } else {
                     wrongType = true
                     try scanner.skipValue(depth: 2)
                 }
             }
             return wrongType ? .wrongType : .strings(values)
-        case .null: _ = try scanner.readNull(); return .absent
-        default: try scanner.skipValue(depth: 1); return .wrongType
+        case .null:
+            _ = try scanner.readNull()
+            return .absent
+        default:
+            try scanner.skipValue(depth: 1)
+            return .wrongType
         }
     }
 
@@ -110,9 +131,13 @@ extension HeartbeatPayload {
             for id in ids {
                 let bytes = id.utf8
                 guard !bytes.isEmpty, bytes.count <= Limits.commandIDLength,
-                    bytes.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0 & 0xDF) })
+                    bytes.allSatisfy({
+                        $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0 & 0xDF)
+                    })
                 else {
-                    throw .init(field: "acked_commands", message: "must hold command ids as received: 1 to \(Limits.commandIDLength) letters, digits, '-' or '_'")
+                    throw .init(
+                        field: "acked_commands",
+                        message: "must hold command ids as received: 1 to \(Limits.commandIDLength) letters, digits, '-' or '_'")
                 }
             }
             return ids
@@ -124,7 +149,8 @@ extension HeartbeatPayload {
         let kind = try scanner.peekKind()
         switch kind {
         case .object:
-            var total = FoundNumber.absent, used = FoundNumber.absent
+            var total = FoundNumber.absent
+            var used = FoundNumber.absent
             try scanner.readObject(depth: 1) { (key, scanner) throws(JSONScanner.Malformed) in
                 switch key {
                 case "total_gb": total = try readNumber(&scanner)
@@ -133,16 +159,24 @@ extension HeartbeatPayload {
                 }
             }
             return .storage(total: total, used: used)
-        case .null: _ = try scanner.readNull(); return .absent
-        default: try scanner.skipValue(depth: 1); return .wrongType
+        case .null:
+            _ = try scanner.readNull()
+            return .absent
+        default:
+            try scanner.skipValue(depth: 1)
+            return .wrongType
         }
     }
 
     private static func readNumber(_ scanner: inout JSONScanner) throws(JSONScanner.Malformed) -> FoundNumber {
         switch try scanner.peekKind() {
         case .number: return .number(try scanner.readNumber())
-        case .null: _ = try scanner.readNull(); return .absent
-        default: try scanner.skipValue(depth: 2); return .wrongType
+        case .null:
+            _ = try scanner.readNull()
+            return .absent
+        default:
+            try scanner.skipValue(depth: 2)
+            return .wrongType
         }
     }
 

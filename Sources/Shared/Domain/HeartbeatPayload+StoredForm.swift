@@ -31,19 +31,21 @@ extension HeartbeatPayload {
     /// Reads a payload back from ``storedForm``; `nil` when `stored` is not one.
     public init?(storedForm stored: String, deviceID: DeviceID) {
         var stored = stored
-        guard let payload = stored.withUTF8({ bytes -> HeartbeatPayload? in
-            guard let form = StoredFields(bytes) else { return nil }
-            func text(_ index: Int) -> String? { form.isEmpty(index) ? nil : String(decoding: form[index], as: UTF8.self) }
-            var storage: StorageStatus?
-            if form.hasStorage {
-                // the grammar is checked by StoredFields, so these parse
-                guard let total = Double(text(2) ?? ""), let used = Double(text(3) ?? "") else { return nil }
-                storage = StorageStatus(totalGB: total, usedGB: used)
-            }
-            return HeartbeatPayload(
-                deviceID: deviceID, deviceTime: UTCTimestamp(millisecondsSinceEpoch: form.deviceTimeMs), currentPlaylist: text(1),
-                storage: storage, networkStatus: text(4), playerVersion: text(5))
-        }) else { return nil }
+        guard
+            let payload = stored.withUTF8({ bytes -> HeartbeatPayload? in
+                guard let form = StoredFields(bytes) else { return nil }
+                func text(_ index: Int) -> String? { form.isEmpty(index) ? nil : String(decoding: form[index], as: UTF8.self) }
+                var storage: StorageStatus?
+                if form.hasStorage {
+                    // the grammar is checked by StoredFields, so these parse
+                    guard let total = Double(text(2) ?? ""), let used = Double(text(3) ?? "") else { return nil }
+                    storage = StorageStatus(totalGB: total, usedGB: used)
+                }
+                return HeartbeatPayload(
+                    deviceID: deviceID, deviceTime: UTCTimestamp(millisecondsSinceEpoch: form.deviceTimeMs), currentPlaylist: text(1),
+                    storage: storage, networkStatus: text(4), playerVersion: text(5))
+            })
+        else { return nil }
         self = payload
     }
 }
@@ -124,7 +126,10 @@ extension HeartbeatPayload {
             string(deviceID.string.utf8)
             raw(#","timestamp":"#)
             string(UTCTimestamp(millisecondsSinceEpoch: form.deviceTimeMs).iso8601.utf8)
-            if !form.isEmpty(1) { raw(#","current_playlist":"#); string(form[1]) }
+            if !form.isEmpty(1) {
+                raw(#","current_playlist":"#)
+                string(form[1])
+            }
             if form.hasStorage {
                 raw(#","storage_status":{"total_gb":"#)
                 out.append(contentsOf: form[2])
@@ -132,8 +137,14 @@ extension HeartbeatPayload {
                 out.append(contentsOf: form[3])
                 raw("}")
             }
-            if !form.isEmpty(4) { raw(#","network_status":"#); string(form[4]) }
-            if !form.isEmpty(5) { raw(#","player_version":"#); string(form[5]) }
+            if !form.isEmpty(4) {
+                raw(#","network_status":"#)
+                string(form[4])
+            }
+            if !form.isEmpty(5) {
+                raw(#","player_version":"#)
+                string(form[5])
+            }
             raw("}")
             return form.deviceTimeMs
         }

@@ -37,7 +37,8 @@ public struct StatusTransition: Sendable, Hashable {
             let at = fields[Field.at].flatMap(Int64.init),
             let last = fields[Field.lastHeartbeat].flatMap(Int64.init)
         else { return nil }
-        self.init(deviceID: device, kind: kind, at: .init(millisecondsSinceEpoch: at),
-                  lastHeartbeat: .init(millisecondsSinceEpoch: last))
+        self.init(
+            deviceID: device, kind: kind, at: .init(millisecondsSinceEpoch: at),
+            lastHeartbeat: .init(millisecondsSinceEpoch: last))
     }
 }

@@ -84,10 +84,8 @@ public struct StormGuard: Sendable, Equatable {
         let storm = isStorm(stale: stale + declared, online: online + declared)
         if let since = holdingSince {
             let end: HoldEnd? =
-                if releaseRequested { .released }
-                else if !storm { .recovered }
-                else if now - since >= settings.maxHold.milliseconds { .expired }
-                else { nil }
+                if releaseRequested { .released } else if !storm { .recovered } else if now - since >= settings.maxHold.milliseconds { .expired } else
+                { nil }
             guard let end else { return .hold(devices: stale, started: false) }
             holdingSince = nil
             releaseRequested = false

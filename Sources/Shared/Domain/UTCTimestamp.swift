@@ -46,13 +46,20 @@ public struct UTCTimestamp: Sendable, Hashable, Comparable, CustomStringConverti
                 divisor /= 10
             }
         }
-        digits(year, 4); out.append(45)
-        digits(month, 2); out.append(45)
-        digits(day, 2); out.append(84)
-        digits(msOfDay / 3_600_000, 2); out.append(58)
-        digits(msOfDay / 60_000 % 60, 2); out.append(58)
-        digits(msOfDay / 1000 % 60, 2); out.append(46)
-        digits(msOfDay % 1000, 3); out.append(90)
+        digits(year, 4)
+        out.append(45)
+        digits(month, 2)
+        out.append(45)
+        digits(day, 2)
+        out.append(84)
+        digits(msOfDay / 3_600_000, 2)
+        out.append(58)
+        digits(msOfDay / 60_000 % 60, 2)
+        out.append(58)
+        digits(msOfDay / 1000 % 60, 2)
+        out.append(46)
+        digits(msOfDay % 1000, 3)
+        out.append(90)
         return String(decoding: out, as: UTF8.self)
     }
 

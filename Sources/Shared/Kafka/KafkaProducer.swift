@@ -153,7 +153,8 @@ public final class KafkaProducer: @unchecked Sendable {
         guard !poll.stopping.load(ordering: .relaxed) else { return .failed(.closed) }
         if let fatal = fatalError() { return .failed(fatal) }
         let opaque = Unmanaged.passRetained(delivery).toOpaque()
-        var key = Array(message.key.utf8), value = Array(message.value.utf8)
+        var key = Array(message.key.utf8)
+        var value = Array(message.value.utf8)
         let error = heartbeat_kafka_produce(handle, message.topic, &key, key.count, &value, value.count, opaque)
         if error == RD_KAFKA_RESP_ERR_NO_ERROR { return .queued }
         Unmanaged<Delivery>.fromOpaque(opaque).release()

@@ -66,9 +66,10 @@ public final class KafkaTopicReader: @unchecked Sendable {
                         guard let pointer else { return "" }
                         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
                     }
-                    records.append(KafkaRecord(
-                        topic: String(cString: rd_kafka_topic_name(m.rkt)), partition: Int(m.partition), offset: m.offset,
-                        key: text(m.key, m.key_len), value: text(m.payload, m.len)))
+                    records.append(
+                        KafkaRecord(
+                            topic: String(cString: rd_kafka_topic_name(m.rkt)), partition: Int(m.partition), offset: m.offset,
+                            key: text(m.key, m.key_len), value: text(m.payload, m.len)))
                     lastRecord = ContinuousClock.now
                 }
                 continuation.resume(returning: records)

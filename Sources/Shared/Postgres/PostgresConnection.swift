@@ -28,7 +28,8 @@ public final class PostgresConnection: @unchecked Sendable {
         url: String, applicationName: String, connectTimeoutSeconds: Int = 3, statementTimeout: Duration = .seconds(30)
     ) async throws -> PostgresConnection {
         let separator = url.contains("?") ? "&" : "?"
-        let conninfo = url + separator + "connect_timeout=\(connectTimeoutSeconds)&application_name=\(applicationName)"
+        let conninfo =
+            url + separator + "connect_timeout=\(connectTimeoutSeconds)&application_name=\(applicationName)"
             + "&keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3&tcp_user_timeout=10000"
             // and on the server's side, so a vanished client (a dead leader) loses its session and locks in ~20 s
             + "&options=-c%20tcp_keepalives_idle%3D5%20-c%20tcp_keepalives_interval%3D2%20-c%20tcp_keepalives_count%3D3%20-c%20tcp_user_timeout%3D20000"
@@ -59,7 +60,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement with its binds (see ``PostgresQuery``).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresResult {
-        let sql = query.sql, parameters = query.binds
+        let sql = query.sql
+        let parameters = query.binds
         return try await run { connection in
             let copies = parameters.map { $0.map { strdup($0) } ?? nil }
             defer { for copy in copies { free(copy) } }
@@ -130,7 +132,8 @@ public final class PostgresConnection: @unchecked Sendable {
         default:
             if PQstatus(connection) != CONNECTION_OK {
                 broken.withLock { $0 = true }
-                return .failure(PostgresError.connectionLost(String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)))
+                return .failure(
+                    PostgresError.connectionLost(String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)))
             }
             let state = result.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { PostgresError.SQLState(String(cString: $0)) }
             let message = result.map { String(cString: PQresultErrorMessage($0)) } ?? String(cString: PQerrorMessage(connection))
@@ -139,14 +142,16 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private static func copy(_ result: OpaquePointer) -> PostgresResult {
-        let rowCount = Int(PQntuples(result)), columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
         let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
         var rows: [[String?]] = []
         rows.reserveCapacity(rowCount)
         for row in 0..<rowCount {
-            rows.append((0..<columnCount).map { column in
-                PQgetisnull(result, Int32(row), Int32(column)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
-            })
+            rows.append(
+                (0..<columnCount).map { column in
+                    PQgetisnull(result, Int32(row), Int32(column)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+                })
         }
         return PostgresResult(columns: columns, rows: rows, affectedRows: Int(String(cString: PQcmdTuples(result))) ?? 0)
     }

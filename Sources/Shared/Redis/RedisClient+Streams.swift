@@ -53,8 +53,12 @@ extension RedisClient {
     public func xinfoGroups(_ stream: String) async throws -> [XInfoGroup] {
         (try await execute(["XINFO", "GROUPS", stream]).array ?? []).compactMap { group in
             let fields = group.array ?? []
-            guard let name = Self.field("name", in: fields)?.string, let delivered = Self.field("last-delivered-id", in: fields)?.string else { return nil }
-            return XInfoGroup(name: name, lastDeliveredID: delivered, lag: Self.field("lag", in: fields)?.integer.map(Int.init))
+            guard let name = Self.field("name", in: fields)?.string, let delivered = Self.field("last-delivered-id", in: fields)?.string else {
+                return nil
+            }
+            return XInfoGroup(
+                name: name, lastDeliveredID: delivered, pending: Int(Self.field("pending", in: fields)?.integer ?? 0),
+                lag: Self.field("lag", in: fields)?.integer.map(Int.init))
         }
     }
 
@@ -107,6 +111,8 @@ public struct XInfoStream: Sendable, Equatable {
 public struct XInfoGroup: Sendable, Equatable {
     public var name: String
     public var lastDeliveredID: String
+    /// Entries delivered and not yet acknowledged.
+    public var pending: Int
     /// Entries not yet delivered to the group (`nil` when Redis cannot tell).
     public var lag: Int?
 }

@@ -10,13 +10,16 @@ public enum RedisCommandEncoder {
         out.reserveCapacity(size)
         out.append(UInt8(ascii: "*"))
         appendDecimal(arguments.count, to: &out)
-        out.append(13); out.append(10)
+        out.append(13)
+        out.append(10)
         for argument in arguments {
             out.append(UInt8(ascii: "$"))
             appendDecimal(argument.utf8.count, to: &out)
-            out.append(13); out.append(10)
+            out.append(13)
+            out.append(10)
             out.append(contentsOf: argument.utf8)
-            out.append(13); out.append(10)
+            out.append(13)
+            out.append(10)
         }
         return out
     }

@@ -1,7 +1,8 @@
 import CHiredis
+
 #if canImport(Glibc)
-import Glibc
-import HeartbeatDomain
+    import Glibc
+    import HeartbeatDomain
 #endif
 
 /// One blocking hiredis connection. The only type that touches a `redisContext`.
@@ -79,7 +80,8 @@ final class RedisConnection {
             var reply: UnsafeMutableRawPointer?
             if redisGetReply(context, &reply) != REDIS_OK || reply == nil {
                 let code = errno
-                let closedEarly = index == 0
+                let closedEarly =
+                    index == 0
                     && (context.pointee.err == REDIS_ERR_EOF
                         || (context.pointee.err == REDIS_ERR_IO && (code == EPIPE || code == ECONNRESET)))
                 return PipelineFailure(error: Self.error(of: context, errno: code), delivered: index, safeToRetry: closedEarly)

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A child process started with `posix_spawn` and stopped with a signal and `waitpid`.
@@ -11,7 +12,9 @@ struct ChildProcess: Sendable {
     let pid: pid_t
 
     /// Starts `path` with `arguments`, stdout and stderr to `output` (default `/dev/null`).
-    static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil, output: String = "/dev/null") throws -> ChildProcess {
+    static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil, output: String = "/dev/null") throws
+        -> ChildProcess
+    {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -34,8 +37,9 @@ struct ChildProcess: Sendable {
         defer { for arg in argv { free(arg) } }
         var pid: pid_t = 0
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
-        defer { envp?.forEach { free($0) } }
-        let status = envp.map { posix_spawn(&pid, path, &actions, &attributes, argv, $0) } ?? posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        defer { for pointer in envp ?? [] { free(pointer) } }
+        let status =
+            envp.map { posix_spawn(&pid, path, &actions, &attributes, argv, $0) } ?? posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard status == 0 else { throw TestFailure("cannot start \(path): \(String(cString: strerror(status)))") }
         return ChildProcess(pid: pid)
     }

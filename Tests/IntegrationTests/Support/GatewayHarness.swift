@@ -1,16 +1,16 @@
 import Configuration
 import Foundation
 import HTTPTypes
+import HeartbeatDomain
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import RedisAdapter
+import ServerSupport
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
-import RedisAdapter
-import ServerSupport
 
 /// A gateway on a private Redis, with a registry writer and an inspection client.
 struct GatewayHarness {
@@ -28,8 +28,10 @@ struct GatewayHarness {
     }
 
     func configuration(_ extra: [String: String] = [:]) throws -> IngestConfiguration {
-        var environment = ["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": server.url, "BUCKETS": "4",
-                           "HEARTBEAT_MIN_INTERVAL_SECONDS": "0", "REDIS_TIMEOUT_SECONDS": "0.5"]
+        var environment = [
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "REDIS_URL": server.url, "BUCKETS": "4",
+            "HEARTBEAT_MIN_INTERVAL_SECONDS": "0", "REDIS_TIMEOUT_SECONDS": "0.5",
+        ]
         environment.merge(extra) { $1 }
         return try IngestConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment)))
     }
@@ -53,7 +55,9 @@ extension TestClientProtocol {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let token { headers[.authorization] = "Bearer \(token)" }
         let playlistField = playlist.map { #","current_playlist":"\#($0)""# } ?? ""
-        let text = body ?? #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z"\#(playlistField),"storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"1.2.3"}"#
+        let text =
+            body
+            ?? #"{"device_id":"\#(id)","timestamp":"2026-02-02T10:30:00Z"\#(playlistField),"storage_status":{"total_gb":64,"used_gb":32},"network_status":"connected","player_version":"1.2.3"}"#
         return try await execute(uri: "/api/v1/devices/\(id)/heartbeat", method: .post, headers: headers, body: ByteBuffer(string: text))
     }
 }

@@ -1,15 +1,15 @@
 import Configuration
 import Foundation
+import HeartbeatDomain
 import Hummingbird
 import HummingbirdTesting
+import KafkaAdapter
 import Logging
+import RedisAdapter
 import ServiceLifecycle
 
 @testable import Ingest
 @testable import Monitor
-import HeartbeatDomain
-import RedisAdapter
-import KafkaAdapter
 
 /// A private Redis, a fresh PostgreSQL database and the shared Kafka mock, with monitors and a
 /// heartbeat store on top, at scaled-down durations.
@@ -62,7 +62,8 @@ struct MonitorHarness {
 
     /// Starts a monitor in the background; stop it with ``RunningMonitor/kill()`` or ``RunningMonitor/stop()``.
     func startMonitor(instance: String, _ extra: [String: String] = [:]) async throws -> RunningMonitor {
-        let app = try await buildMonitor(configuration: try configuration(instance: instance, extra), metricsRegistry: IntegrationMetrics.registry, logger: Self.logger)
+        let app = try await buildMonitor(
+            configuration: try configuration(instance: instance, extra), metricsRegistry: IntegrationMetrics.registry, logger: Self.logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: Self.logger))
         return RunningMonitor(instance: instance, group: group, task: Task { try await group.run() })
     }
@@ -70,17 +71,20 @@ struct MonitorHarness {
     /// A heartbeat straight through the gateway's Redis script.
     @discardableResult
     func beat(_ id: DeviceID, token: String, acked: [String] = []) async throws -> HeartbeatOutcome {
-        try await store.record(HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000), ackedCommands: acked),
-                               tokenHash: DeviceToken.hash(token))
+        try await store.record(
+            HeartbeatPayload(deviceID: id, deviceTime: UTCTimestamp(millisecondsSinceEpoch: 1_770_028_200_000), ackedCommands: acked),
+            tokenHash: DeviceToken.hash(token))
     }
 
     /// Registers devices as the ops API does: in PostgreSQL (the truth) and in Redis (the gateway's copy).
     func registerEverywhere(_ count: Int) async throws -> [(DeviceID, String)] {
         var devices: [(DeviceID, String)] = []
         for index in 0..<count {
-            let id = DeviceID.random(), token = DeviceToken.generate()
-            try await database.connection.query("INSERT INTO devices (id, name, token_hash) VALUES ($1, $2, $3)",
-                                                [id.string, "device \(index)", DeviceToken.hash(token)])
+            let id = DeviceID.random()
+            let token = DeviceToken.generate()
+            try await database.connection.query(
+                "INSERT INTO devices (id, name, token_hash) VALUES ($1, $2, $3)",
+                [id.string, "device \(index)", DeviceToken.hash(token)])
             try await registry.write(device: id, tokenHash: DeviceToken.hash(token))
             devices.append((id, token))
         }
@@ -94,11 +98,13 @@ struct MonitorHarness {
 
     /// The application name of the session holding the leader lock in this test's database.
     func leader() async throws -> String? {
-        try await database.connection.query("""
+        try await database.connection.query(
+            """
             SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            """, [String(PostgresLeaderLock.key)]).scalar
+            """, [String(PostgresLeaderLock.key)]
+        ).scalar
     }
 
     func register(_ count: Int) async throws -> [(DeviceID, String)] {
@@ -119,8 +125,10 @@ struct MonitorHarness {
 
     /// The device's status events in order: (to_status, status_version).
     func events(_ id: DeviceID) async throws -> [(status: String, version: Int)] {
-        try await database.connection.query("SELECT to_status, status_version FROM device_status_events WHERE device_id = $1 ORDER BY id", [id.string])
-            .rows.map { ($0[0] ?? "", Int($0[1] ?? "") ?? -1) }
+        try await database.connection.query(
+            "SELECT to_status, status_version FROM device_status_events WHERE device_id = $1 ORDER BY id", [id.string]
+        )
+        .rows.map { ($0[0] ?? "", Int($0[1] ?? "") ?? -1) }
     }
 
     /// Polls `condition` every 100 ms until it holds or `timeout` passes.

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A bare TCP exchange on loopback: sends bytes, returns what arrives before the peer stops
@@ -21,7 +22,7 @@ enum RawSocket {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             received += buffer[0..<n]
-            if received.count > 3, String(decoding: received, as: UTF8.self).contains("\r\n\r\n") || received.last == 10 { 
+            if received.count > 3, String(decoding: received, as: UTF8.self).contains("\r\n\r\n") || received.last == 10 {
                 // enough for a status line / a RESP reply; keep reading briefly for the rest
                 tv = timeval(tv_sec: 0, tv_usec: 50_000)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

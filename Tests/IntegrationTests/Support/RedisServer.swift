@@ -39,11 +39,13 @@ final class RedisServer: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let binary else { throw TestFailure("redis-server not found: install the Debian package redis-server (make deps)") }
-        let process = try ChildProcess.spawn(binary, [
-            "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
-            "--appendonly", appendOnly ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning",
-            "--enable-debug-command", "local",
-        ])
+        let process = try ChildProcess.spawn(
+            binary,
+            [
+                "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
+                "--appendonly", appendOnly ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning",
+                "--enable-debug-command", "local",
+            ])
         self.process = process
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A TCP listener on a loopback port that never accepts: connections complete in the kernel's
@@ -21,7 +21,10 @@ final class SilentListener: Sendable {
                 bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
             }
         }
-        guard bound else { close(fd); throw TestFailure("cannot open a listener") }
+        guard bound else {
+            close(fd)
+            throw TestFailure("cannot open a listener")
+        }
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 

@@ -24,9 +24,11 @@ final class InMemoryDeviceRepository: DeviceRepository {
     /// Adds a device as if registered and, when `status` is online, beating until `lastHeartbeatMs`.
     func add(_ id: DeviceID, name: String = "device", status: DeviceStatus = .unknown, lastHeartbeatMs: Int64? = nil, tokenHash: String = "hash") {
         state.withLock {
-            $0.devices[id] = Device(record: DeviceRecord(id: id, name: name, status: status, statusVersion: 0,
-                                                         lastHeartbeat: lastHeartbeatMs.map(UTCTimestamp.init(millisecondsSinceEpoch:))),
-                                    tokenHash: tokenHash, registeredAt: .now)
+            $0.devices[id] = Device(
+                record: DeviceRecord(
+                    id: id, name: name, status: status, statusVersion: 0,
+                    lastHeartbeat: lastHeartbeatMs.map(UTCTimestamp.init(millisecondsSinceEpoch:))),
+                tokenHash: tokenHash, registeredAt: .now)
         }
     }
 
@@ -47,7 +49,8 @@ final class InMemoryDeviceRepository: DeviceRepository {
     func insert(id: DeviceID, name: String, tokenHash: String) async throws {
         try write { state in
             guard state.devices[id] == nil else { throw DeviceRepositoryError.exists }
-            state.devices[id] = Device(record: DeviceRecord(id: id, name: name, status: .unknown, statusVersion: 0), tokenHash: tokenHash, registeredAt: .now)
+            state.devices[id] = Device(
+                record: DeviceRecord(id: id, name: name, status: .unknown, statusVersion: 0), tokenHash: tokenHash, registeredAt: .now)
         }
     }
 
@@ -71,8 +74,9 @@ final class InMemoryDeviceRepository: DeviceRepository {
 
     private func page(after: DeviceID?, limit: Int, where include: (Device) -> Bool) throws -> [Device] {
         try read { state in
-            Array(state.devices.values.filter { device in include(device) && (after.map { device.record.id.string > $0.string } ?? true) }
-                .sorted { $0.record.id.string < $1.record.id.string }.prefix(limit))
+            Array(
+                state.devices.values.filter { device in include(device) && (after.map { device.record.id.string > $0.string } ?? true) }
+                    .sorted { $0.record.id.string < $1.record.id.string }.prefix(limit))
         }
     }
 
@@ -86,8 +90,9 @@ final class InMemoryDeviceRepository: DeviceRepository {
 
     func heartbeats(of id: DeviceID, from: UTCTimestamp?, to: UTCTimestamp?, limit: Int) async throws -> [HeartbeatRecord] {
         try read { state in
-            Array((state.heartbeats[id] ?? []).filter { row in from.map { row.receivedAt >= $0 } ?? true && to.map { row.receivedAt <= $0 } ?? true }
-                .sorted { $0.receivedAt > $1.receivedAt }.prefix(limit))
+            Array(
+                (state.heartbeats[id] ?? []).filter { row in from.map { row.receivedAt >= $0 } ?? true && to.map { row.receivedAt <= $0 } ?? true }
+                    .sorted { $0.receivedAt > $1.receivedAt }.prefix(limit))
         }
     }
 
@@ -107,8 +112,9 @@ final class InMemoryDeviceRepository: DeviceRepository {
 
     func registered(after: DeviceID?, limit: Int) async throws -> [RegisteredDevice] {
         try page(after: after, limit: limit) { $0.tokenHash != nil }.map { device in
-            RegisteredDevice(id: device.record.id, tokenHash: device.tokenHash ?? "", playlist: device.record.playlist,
-                             online: device.record.status == .online, lastHeartbeatMs: device.record.lastHeartbeat?.millisecondsSinceEpoch)
+            RegisteredDevice(
+                id: device.record.id, tokenHash: device.tokenHash ?? "", playlist: device.record.playlist,
+                online: device.record.status == .online, lastHeartbeatMs: device.record.lastHeartbeat?.millisecondsSinceEpoch)
         }
     }
 
@@ -120,6 +126,10 @@ final class InMemoryDeviceRepository: DeviceRepository {
 
     func notOnline(among ids: [DeviceID]) async throws -> Set<DeviceID> {
         try read { state in Set(ids.filter { state.devices[$0]?.record.status != .online }) }
+    }
+
+    func countByStatus() async throws -> [DeviceStatus: Int] {
+        try read { state in Dictionary(state.devices.values.map { ($0.record.status, 1) }, uniquingKeysWith: +) }
     }
 
     func ping() async throws { _ = try read { _ in true } }

@@ -28,9 +28,10 @@ final class InMemoryLivenessStore: LivenessStore {
             let stale = (state.online[bucket] ?? [:]).filter { $0.value < cutoffMs }.sorted { ($0.value, $0.key.string) < ($1.value, $1.key.string) }
             for (device, score) in stale.prefix(limit) {
                 state.online[bucket]?[device] = nil
-                state.transitions[bucket, default: []].append(StatusTransition(
-                    deviceID: device, kind: .offline, at: UTCTimestamp(millisecondsSinceEpoch: state.nowMs),
-                    lastHeartbeat: UTCTimestamp(millisecondsSinceEpoch: score)))
+                state.transitions[bucket, default: []].append(
+                    StatusTransition(
+                        deviceID: device, kind: .offline, at: UTCTimestamp(millisecondsSinceEpoch: state.nowMs),
+                        lastHeartbeat: UTCTimestamp(millisecondsSinceEpoch: score)))
             }
             return (min(limit, stale.count), max(0, stale.count - limit))
         }

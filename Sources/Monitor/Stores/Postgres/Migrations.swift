@@ -1,4 +1,5 @@
 import PostgresAdapter
+
 /// The PostgreSQL schema as ordered, append-only migrations. Never edit a shipped migration; add one.
 public enum Migrations {
     public struct Migration: Sendable {
@@ -11,223 +12,231 @@ public enum Migrations {
     public static let lockKey: Int64 = 7_220_000
 
     public static let all: [Migration] = [
-        Migration(version: 1, name: "devices, status events, outbox, history", sql: #"""
-            CREATE TABLE devices (
-                id uuid PRIMARY KEY,
-                name text,
-                status text NOT NULL DEFAULT 'unknown' CHECK (status IN ('online', 'offline', 'unknown')),
-                last_heartbeat timestamptz,
-                status_changed_at timestamptz,
-                status_version bigint NOT NULL DEFAULT 0,
-                token_hash text,
-                assigned_playlist text,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                updated_at timestamptz NOT NULL DEFAULT now()
-            );
-            CREATE INDEX devices_status_id ON devices (status, id);
+        Migration(
+            version: 1, name: "devices, status events, outbox, history",
+            sql: #"""
+                CREATE TABLE devices (
+                    id uuid PRIMARY KEY,
+                    name text,
+                    status text NOT NULL DEFAULT 'unknown' CHECK (status IN ('online', 'offline', 'unknown')),
+                    last_heartbeat timestamptz,
+                    status_changed_at timestamptz,
+                    status_version bigint NOT NULL DEFAULT 0,
+                    token_hash text,
+                    assigned_playlist text,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX devices_status_id ON devices (status, id);
 
-            CREATE TABLE device_status_events (
-                id bigserial PRIMARY KEY,
-                event_id uuid NOT NULL UNIQUE,
-                device_id uuid NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-                from_status text NOT NULL,
-                to_status text NOT NULL,
-                at timestamptz NOT NULL,
-                last_heartbeat timestamptz,
-                reason text NOT NULL,
-                status_version bigint NOT NULL,
-                source text NOT NULL UNIQUE
-            );
-            CREATE INDEX device_status_events_device ON device_status_events (device_id, id DESC);
+                CREATE TABLE device_status_events (
+                    id bigserial PRIMARY KEY,
+                    event_id uuid NOT NULL UNIQUE,
+                    device_id uuid NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+                    from_status text NOT NULL,
+                    to_status text NOT NULL,
+                    at timestamptz NOT NULL,
+                    last_heartbeat timestamptz,
+                    reason text NOT NULL,
+                    status_version bigint NOT NULL,
+                    source text NOT NULL UNIQUE
+                );
+                CREATE INDEX device_status_events_device ON device_status_events (device_id, id DESC);
 
-            CREATE TABLE outbox (
-                id bigserial PRIMARY KEY,
-                event_id uuid NOT NULL UNIQUE,
-                topic text NOT NULL,
-                key text NOT NULL,
-                payload text NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                published_at timestamptz
-            );
-            CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+                CREATE TABLE outbox (
+                    id bigserial PRIMARY KEY,
+                    event_id uuid NOT NULL UNIQUE,
+                    topic text NOT NULL,
+                    key text NOT NULL,
+                    payload text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    published_at timestamptz
+                );
+                CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 
-            CREATE TABLE heartbeat_history (
-                device_id uuid NOT NULL,
-                received_at timestamptz NOT NULL,
-                device_time timestamptz,
-                payload jsonb NOT NULL
-            ) PARTITION BY RANGE (received_at);
-            CREATE INDEX heartbeat_history_device_time ON heartbeat_history (device_id, received_at DESC);
-            """#),
-        Migration(version: 2, name: "apply_transitions", sql: #"""
-            -- Applies a bucket's transitions in stream order, in the caller's transaction.
-            -- Idempotent: an entry already applied (same bucket and stream id, the event's `source`) is
-            -- skipped, and a transition to the status the device already has changes nothing.
-            -- Returns the number of status changes.
-            CREATE FUNCTION apply_transitions(
-                p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
-                p_last_ms bigint[], p_reasons text[], p_offline_after double precision
-            ) RETURNS int LANGUAGE plpgsql AS $$
-            DECLARE
-                v_source text;
-                v_old text; v_version bigint;
-                v_at timestamptz; v_last timestamptz;
-                v_event uuid;
-                v_applied int := 0;
-            BEGIN
-                FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-                    v_source := p_bucket || ':' || p_ids[i];
-                    CONTINUE WHEN EXISTS (SELECT 1 FROM device_status_events WHERE source = v_source);
+                CREATE TABLE heartbeat_history (
+                    device_id uuid NOT NULL,
+                    received_at timestamptz NOT NULL,
+                    device_time timestamptz,
+                    payload jsonb NOT NULL
+                ) PARTITION BY RANGE (received_at);
+                CREATE INDEX heartbeat_history_device_time ON heartbeat_history (device_id, received_at DESC);
+                """#),
+        Migration(
+            version: 2, name: "apply_transitions",
+            sql: #"""
+                -- Applies a bucket's transitions in stream order, in the caller's transaction.
+                -- Idempotent: an entry already applied (same bucket and stream id, the event's `source`) is
+                -- skipped, and a transition to the status the device already has changes nothing.
+                -- Returns the number of status changes.
+                CREATE FUNCTION apply_transitions(
+                    p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
+                    p_last_ms bigint[], p_reasons text[], p_offline_after double precision
+                ) RETURNS int LANGUAGE plpgsql AS $$
+                DECLARE
+                    v_source text;
+                    v_old text; v_version bigint;
+                    v_at timestamptz; v_last timestamptz;
+                    v_event uuid;
+                    v_applied int := 0;
+                BEGIN
+                    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+                        v_source := p_bucket || ':' || p_ids[i];
+                        CONTINUE WHEN EXISTS (SELECT 1 FROM device_status_events WHERE source = v_source);
 
-                    v_at := to_timestamp(p_at_ms[i] / 1000.0);
-                    v_last := to_timestamp(p_last_ms[i] / 1000.0);
-                    INSERT INTO devices (id) VALUES (p_devices[i]) ON CONFLICT (id) DO NOTHING;
-                    SELECT status INTO v_old FROM devices WHERE id = p_devices[i] FOR UPDATE;
-                    IF v_old = p_kinds[i] THEN
-                        UPDATE devices SET last_heartbeat = greatest(last_heartbeat, v_last) WHERE id = p_devices[i];
-                        CONTINUE;
+                        v_at := to_timestamp(p_at_ms[i] / 1000.0);
+                        v_last := to_timestamp(p_last_ms[i] / 1000.0);
+                        INSERT INTO devices (id) VALUES (p_devices[i]) ON CONFLICT (id) DO NOTHING;
+                        SELECT status INTO v_old FROM devices WHERE id = p_devices[i] FOR UPDATE;
+                        IF v_old = p_kinds[i] THEN
+                            UPDATE devices SET last_heartbeat = greatest(last_heartbeat, v_last) WHERE id = p_devices[i];
+                            CONTINUE;
+                        END IF;
+                        UPDATE devices
+                           SET status = p_kinds[i], status_version = status_version + 1, status_changed_at = v_at,
+                               last_heartbeat = greatest(coalesce(last_heartbeat, v_last), v_last), updated_at = now()
+                         WHERE id = p_devices[i]
+                        RETURNING status_version INTO v_version;
+                        v_event := gen_random_uuid();
+                        INSERT INTO device_status_events
+                            (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
+                        VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version, v_source);
+                        INSERT INTO outbox (event_id, topic, key, payload)
+                        VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
+                            'event_id', v_event,
+                            'type', 'device.' || p_kinds[i],
+                            'device_id', p_devices[i],
+                            'status', p_kinds[i],
+                            'previous_status', v_old,
+                            'status_version', v_version,
+                            'occurred_at', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                            'last_heartbeat', to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                            'reason', p_reasons[i],
+                            'offline_after_seconds', p_offline_after)::text);
+                        v_applied := v_applied + 1;
+                    END LOOP;
+                    RETURN v_applied;
+                END $$;
+                """#),
+        Migration(
+            version: 3, name: "iso timestamps, daily history partitions",
+            sql: #"""
+                -- ISO-8601 in UTC with milliseconds, as every API answers.
+                CREATE FUNCTION iso(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+                    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                $$;
+
+                -- Creates the day's partition of heartbeat_history if missing (UTC days).
+                CREATE FUNCTION ensure_history_partition(p_day date) RETURNS void LANGUAGE plpgsql AS $$
+                BEGIN
+                    EXECUTE format(
+                        'CREATE TABLE IF NOT EXISTS %I PARTITION OF heartbeat_history FOR VALUES FROM (%L) TO (%L)',
+                        'heartbeat_history_' || to_char(p_day, 'YYYYMMDD'),
+                        p_day::text || ' 00:00:00+00', (p_day + 1)::text || ' 00:00:00+00');
+                END $$;
+
+                -- Drops the partitions of days before p_day. Returns how many were dropped.
+                CREATE FUNCTION drop_history_partitions_before(p_day date) RETURNS int LANGUAGE plpgsql AS $$
+                DECLARE
+                    v_name text;
+                    v_dropped int := 0;
+                BEGIN
+                    FOR v_name IN
+                        SELECT c.relname FROM pg_inherits i
+                        JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                        WHERE p.relname = 'heartbeat_history' AND c.relname ~ '^heartbeat_history_[0-9]{8}$'
+                          AND to_date(right(c.relname, 8), 'YYYYMMDD') < p_day
+                    LOOP
+                        EXECUTE format('DROP TABLE %I', v_name);
+                        v_dropped := v_dropped + 1;
+                    END LOOP;
+                    RETURN v_dropped;
+                END $$;
+                """#),
+        Migration(
+            version: 4, name: "fencing, replay-proof transitions, retention",
+            sql: #"""
+                -- Fails (SQLSTATE HB001) unless backend p_pid holds the leader lock (7220001) in this
+                -- database: writes on connections other than the lock session call it first, so an
+                -- instance that lost the lock without knowing yet writes nothing.
+                CREATE FUNCTION assert_leader(p_pid int) RETURNS void LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NOT EXISTS (
+                        SELECT 1 FROM pg_locks
+                        WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND granted
+                          AND pid = p_pid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    ) THEN
+                        RAISE EXCEPTION 'backend % does not hold the leader lock', p_pid USING ERRCODE = 'HB001';
                     END IF;
-                    UPDATE devices
-                       SET status = p_kinds[i], status_version = status_version + 1, status_changed_at = v_at,
-                           last_heartbeat = greatest(coalesce(last_heartbeat, v_last), v_last), updated_at = now()
-                     WHERE id = p_devices[i]
-                    RETURNING status_version INTO v_version;
-                    v_event := gen_random_uuid();
-                    INSERT INTO device_status_events
-                        (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
-                    VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version, v_source);
-                    INSERT INTO outbox (event_id, topic, key, payload)
-                    VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
-                        'event_id', v_event,
-                        'type', 'device.' || p_kinds[i],
-                        'device_id', p_devices[i],
-                        'status', p_kinds[i],
-                        'previous_status', v_old,
-                        'status_version', v_version,
-                        'occurred_at', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                        'last_heartbeat', to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                        'reason', p_reasons[i],
-                        'offline_after_seconds', p_offline_after)::text);
-                    v_applied := v_applied + 1;
-                END LOOP;
-                RETURN v_applied;
-            END $$;
-            """#),
-        Migration(version: 3, name: "iso timestamps, daily history partitions", sql: #"""
-            -- ISO-8601 in UTC with milliseconds, as every API answers.
-            CREATE FUNCTION iso(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
-                SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-            $$;
+                END $$;
 
-            -- Creates the day's partition of heartbeat_history if missing (UTC days).
-            CREATE FUNCTION ensure_history_partition(p_day date) RETURNS void LANGUAGE plpgsql AS $$
-            BEGIN
-                EXECUTE format(
-                    'CREATE TABLE IF NOT EXISTS %I PARTITION OF heartbeat_history FOR VALUES FROM (%L) TO (%L)',
-                    'heartbeat_history_' || to_char(p_day, 'YYYYMMDD'),
-                    p_day::text || ' 00:00:00+00', (p_day + 1)::text || ' 00:00:00+00');
-            END $$;
+                -- Every transition entry applied, whether it changed the status or not, keyed by its
+                -- content as well as its stream id: a replay (crash between commit and XACK) is skipped,
+                -- and a Redis failover that hands out a stream id again does not hide a new entry.
+                CREATE TABLE applied_transitions (
+                    source text PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX applied_transitions_applied_at ON applied_transitions (applied_at);
+                CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
+                CREATE INDEX device_status_events_at ON device_status_events (at);
 
-            -- Drops the partitions of days before p_day. Returns how many were dropped.
-            CREATE FUNCTION drop_history_partitions_before(p_day date) RETURNS int LANGUAGE plpgsql AS $$
-            DECLARE
-                v_name text;
-                v_dropped int := 0;
-            BEGIN
-                FOR v_name IN
-                    SELECT c.relname FROM pg_inherits i
-                    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-                    WHERE p.relname = 'heartbeat_history' AND c.relname ~ '^heartbeat_history_[0-9]{8}$'
-                      AND to_date(right(c.relname, 8), 'YYYYMMDD') < p_day
-                LOOP
-                    EXECUTE format('DROP TABLE %I', v_name);
-                    v_dropped := v_dropped + 1;
-                END LOOP;
-                RETURN v_dropped;
-            END $$;
-            """#),
-        Migration(version: 4, name: "fencing, replay-proof transitions, retention", sql: #"""
-            -- Fails (SQLSTATE HB001) unless backend p_pid holds the leader lock (7220001) in this
-            -- database: writes on connections other than the lock session call it first, so an
-            -- instance that lost the lock without knowing yet writes nothing.
-            CREATE FUNCTION assert_leader(p_pid int) RETURNS void LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NOT EXISTS (
-                    SELECT 1 FROM pg_locks
-                    WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND granted
-                      AND pid = p_pid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                ) THEN
-                    RAISE EXCEPTION 'backend % does not hold the leader lock', p_pid USING ERRCODE = 'HB001';
-                END IF;
-            END $$;
+                -- The history stream entry a row came from (`bucket:stream id`): a batch written twice
+                -- (COPY committed, XACK lost) is told apart from two heartbeats, and readers skip the copy.
+                ALTER TABLE heartbeat_history ADD COLUMN entry_id text;
 
-            -- Every transition entry applied, whether it changed the status or not, keyed by its
-            -- content as well as its stream id: a replay (crash between commit and XACK) is skipped,
-            -- and a Redis failover that hands out a stream id again does not hide a new entry.
-            CREATE TABLE applied_transitions (
-                source text PRIMARY KEY,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            );
-            CREATE INDEX applied_transitions_applied_at ON applied_transitions (applied_at);
-            CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
-            CREATE INDEX device_status_events_at ON device_status_events (at);
+                CREATE OR REPLACE FUNCTION apply_transitions(
+                    p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
+                    p_last_ms bigint[], p_reasons text[], p_offline_after double precision
+                ) RETURNS int LANGUAGE plpgsql AS $$
+                DECLARE
+                    v_source text;
+                    v_old text; v_version bigint;
+                    v_at timestamptz; v_last timestamptz;
+                    v_event uuid;
+                    v_applied int := 0;
+                BEGIN
+                    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+                        v_source := p_bucket || ':' || p_ids[i] || ':' || p_devices[i] || ':' || p_kinds[i] || ':' || p_at_ms[i];
+                        INSERT INTO applied_transitions (source) VALUES (v_source) ON CONFLICT DO NOTHING;
+                        CONTINUE WHEN NOT FOUND;
+                        -- entries applied by the version before this table existed
+                        CONTINUE WHEN EXISTS (SELECT 1 FROM device_status_events WHERE source = p_bucket || ':' || p_ids[i]);
 
-            -- The history stream entry a row came from (`bucket:stream id`): a batch written twice
-            -- (COPY committed, XACK lost) is told apart from two heartbeats, and readers skip the copy.
-            ALTER TABLE heartbeat_history ADD COLUMN entry_id text;
-
-            CREATE OR REPLACE FUNCTION apply_transitions(
-                p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
-                p_last_ms bigint[], p_reasons text[], p_offline_after double precision
-            ) RETURNS int LANGUAGE plpgsql AS $$
-            DECLARE
-                v_source text;
-                v_old text; v_version bigint;
-                v_at timestamptz; v_last timestamptz;
-                v_event uuid;
-                v_applied int := 0;
-            BEGIN
-                FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-                    v_source := p_bucket || ':' || p_ids[i] || ':' || p_devices[i] || ':' || p_kinds[i] || ':' || p_at_ms[i];
-                    INSERT INTO applied_transitions (source) VALUES (v_source) ON CONFLICT DO NOTHING;
-                    CONTINUE WHEN NOT FOUND;
-                    -- entries applied by the version before this table existed
-                    CONTINUE WHEN EXISTS (SELECT 1 FROM device_status_events WHERE source = p_bucket || ':' || p_ids[i]);
-
-                    v_at := to_timestamp(p_at_ms[i] / 1000.0);
-                    v_last := to_timestamp(p_last_ms[i] / 1000.0);
-                    INSERT INTO devices (id) VALUES (p_devices[i]) ON CONFLICT (id) DO NOTHING;
-                    SELECT status INTO v_old FROM devices WHERE id = p_devices[i] FOR UPDATE;
-                    IF v_old = p_kinds[i] THEN
-                        UPDATE devices SET last_heartbeat = greatest(last_heartbeat, v_last) WHERE id = p_devices[i];
-                        CONTINUE;
-                    END IF;
-                    UPDATE devices
-                       SET status = p_kinds[i], status_version = status_version + 1, status_changed_at = v_at,
-                           last_heartbeat = greatest(coalesce(last_heartbeat, v_last), v_last), updated_at = now()
-                     WHERE id = p_devices[i]
-                    RETURNING status_version INTO v_version;
-                    v_event := gen_random_uuid();
-                    INSERT INTO device_status_events
-                        (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
-                    VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version, v_source);
-                    INSERT INTO outbox (event_id, topic, key, payload)
-                    VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
-                        'event_id', v_event,
-                        'type', 'device.' || p_kinds[i],
-                        'device_id', p_devices[i],
-                        'status', p_kinds[i],
-                        'previous_status', v_old,
-                        'status_version', v_version,
-                        'occurred_at', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                        'last_heartbeat', to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                        'reason', p_reasons[i],
-                        'offline_after_seconds', p_offline_after)::text);
-                    v_applied := v_applied + 1;
-                END LOOP;
-                RETURN v_applied;
-            END $$;
-            """#),
+                        v_at := to_timestamp(p_at_ms[i] / 1000.0);
+                        v_last := to_timestamp(p_last_ms[i] / 1000.0);
+                        INSERT INTO devices (id) VALUES (p_devices[i]) ON CONFLICT (id) DO NOTHING;
+                        SELECT status INTO v_old FROM devices WHERE id = p_devices[i] FOR UPDATE;
+                        IF v_old = p_kinds[i] THEN
+                            UPDATE devices SET last_heartbeat = greatest(last_heartbeat, v_last) WHERE id = p_devices[i];
+                            CONTINUE;
+                        END IF;
+                        UPDATE devices
+                           SET status = p_kinds[i], status_version = status_version + 1, status_changed_at = v_at,
+                               last_heartbeat = greatest(coalesce(last_heartbeat, v_last), v_last), updated_at = now()
+                         WHERE id = p_devices[i]
+                        RETURNING status_version INTO v_version;
+                        v_event := gen_random_uuid();
+                        INSERT INTO device_status_events
+                            (event_id, device_id, from_status, to_status, at, last_heartbeat, reason, status_version, source)
+                        VALUES (v_event, p_devices[i], v_old, p_kinds[i], v_at, v_last, p_reasons[i], v_version, v_source);
+                        INSERT INTO outbox (event_id, topic, key, payload)
+                        VALUES (v_event, 'device.' || p_kinds[i], p_devices[i]::text, json_build_object(
+                            'event_id', v_event,
+                            'type', 'device.' || p_kinds[i],
+                            'device_id', p_devices[i],
+                            'status', p_kinds[i],
+                            'previous_status', v_old,
+                            'status_version', v_version,
+                            'occurred_at', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                            'last_heartbeat', to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                            'reason', p_reasons[i],
+                            'offline_after_seconds', p_offline_after)::text);
+                        v_applied := v_applied + 1;
+                    END LOOP;
+                    RETURN v_applied;
+                END $$;
+                """#),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.
@@ -237,7 +246,8 @@ public enum Migrations {
         try await connection.simpleQuery("BEGIN")
         do {
             try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))")
-            try await connection.simpleQuery("""
+            try await connection.simpleQuery(
+                """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                     version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                 """)

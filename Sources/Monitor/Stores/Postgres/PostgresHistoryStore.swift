@@ -13,7 +13,8 @@ struct PostgresHistoryStore: HistoryStore {
         } catch let error as PostgresError where error.sqlState == .checkViolation {
             // no partition for a row (a day not created yet): create it and retry once
             let days = batch.receivedAt.map { $0 / 86_400_000 * 86_400_000 }
-            try await db.query("""
+            try await db.query(
+                """
                 SELECT ensure_history_partition((to_timestamp(t / 1000.0) AT TIME ZONE 'UTC')::date)
                 FROM (SELECT DISTINCT unnest(\(days)::bigint[]) AS t) days
                 """)
@@ -22,7 +23,8 @@ struct PostgresHistoryStore: HistoryStore {
     }
 
     func recordLastHeartbeats(_ newest: [DeviceID: Int64]) async throws {
-        try await db.query("""
+        try await db.query(
+            """
             UPDATE devices d SET last_heartbeat = to_timestamp(v.ms / 1000.0)
             FROM unnest(\(Array(newest.keys))::uuid[], \(Array(newest.values))::bigint[]) AS v(id, ms)
             WHERE d.id = v.id AND d.id IN (SELECT id FROM devices WHERE id = ANY(\(Array(newest.keys))::uuid[]) FOR UPDATE SKIP LOCKED)

@@ -1,5 +1,6 @@
 import HeartbeatDomain
 import RedisAdapter
+
 /// Writes device registry entries into Redis, the gateway's copy of the registry.
 ///
 /// PostgreSQL is the registry's truth (the monitor owns it); this is the one place that writes the
@@ -42,12 +43,16 @@ public struct DeviceRegistryCache: Sendable {
     ///   - json: the command as sent to the device.
     /// - Returns: false when the device already has `limit` commands waiting (nothing queued).
     @discardableResult
-    public func enqueueCommand(id: String, type: String, json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int = 100) async throws -> Bool {
+    public func enqueueCommand(id: String, type: String, json: String, expiresAt: UTCTimestamp, for device: DeviceID, limit: Int = 100) async throws
+        -> Bool
+    {
         let expires = expiresAt.millisecondsSinceEpoch
-        let reply = try await redis.run(Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device)], arguments: [
-            String(limit), "\(expires)|\(json)", id, CommandState.queuedValue(expiresAtMs: expires, type: type),
-            String(expires + Self.commandLogRetentionMs),
-        ])
+        let reply = try await redis.run(
+            Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device)],
+            arguments: [
+                String(limit), "\(expires)|\(json)", id, CommandState.queuedValue(expiresAtMs: expires, type: type),
+                String(expires + Self.commandLogRetentionMs),
+            ])
         return (reply.integer ?? -1) >= 0
     }
 
@@ -97,23 +102,28 @@ public struct DeviceRegistryCache: Sendable {
 
     /// The latest heartbeat as stored in the device hash, and when Redis received it.
     public func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) {
-        let values = try await redis.execute([
-            "HMGET", keys.device(device), KeySchema.DeviceField.payload, KeySchema.DeviceField.lastHeartbeat,
-        ]).array ?? []
+        let values =
+            try await redis.execute([
+                "HMGET", keys.device(device), KeySchema.DeviceField.payload, KeySchema.DeviceField.lastHeartbeat,
+            ]).array ?? []
         guard values.count == 2 else { return (nil, nil) }
-        return (values[0].string.flatMap { HeartbeatPayload(storedForm: $0, deviceID: device) },
-                values[1].integer.map(UTCTimestamp.init(millisecondsSinceEpoch:)))
+        return (
+            values[0].string.flatMap { HeartbeatPayload(storedForm: $0, deviceID: device) },
+            values[1].integer.map(UTCTimestamp.init(millisecondsSinceEpoch:))
+        )
     }
 
     /// KEYS: command list, command log. ARGV: limit, entry, command id, log value, log expiry (ms).
     /// RPUSH unless the list already holds ARGV[1] entries, and log the command as queued; returns
     /// the new length, or -1 when full.
-    public static let boundedPush = RedisScript(name: "bounded-push", source: #"""
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
-return redis.call('RPUSH', KEYS[1], ARGV[2])
-"""#)
+    public static let boundedPush = RedisScript(
+        name: "bounded-push",
+        source: #"""
+            if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
+            redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
+            return redis.call('RPUSH', KEYS[1], ARGV[2])
+            """#)
 }

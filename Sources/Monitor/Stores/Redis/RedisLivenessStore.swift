@@ -28,15 +28,17 @@ struct RedisLivenessStore: LivenessStore {
     }
 
     func restoreMissing(_ devices: [ScoredDevice], bucket: Int, streamLimit: Int) async throws -> [DeviceID]? {
-        let reply = try await redis.run(ReconcileScript.restore, keys: bucketKeys(bucket),
-                                        arguments: [String(streamLimit)] + devices.flatMap { [$0.id.string, String($0.scoreMs)] })
+        let reply = try await redis.run(
+            ReconcileScript.restore, keys: bucketKeys(bucket),
+            arguments: [String(streamLimit)] + devices.flatMap { [$0.id.string, String($0.scoreMs)] })
         guard let added = reply.array else { return nil }  // -1: the stream is too long this round
         return added.compactMap { $0.string.flatMap(DeviceID.init) }
     }
 
     func undoRestore(_ devices: [ScoredDevice], bucket: Int) async throws {
-        _ = try await redis.run(ReconcileScript.undo, keys: bucketKeys(bucket),
-                                arguments: devices.flatMap { [$0.id.string, String($0.scoreMs)] })
+        _ = try await redis.run(
+            ReconcileScript.undo, keys: bucketKeys(bucket),
+            arguments: devices.flatMap { [$0.id.string, String($0.scoreMs)] })
     }
 
     func seedOnline(_ device: ScoredDevice, bucket: Int) async throws {

@@ -32,60 +32,62 @@ public enum HeartbeatScript {
         case registryNotLoaded = 4
     }
 
-    public static let script = RedisScript(name: "heartbeat", source: #"""
-local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist', 'last_heartbeat')
-local stored = dev[1]
-if not stored then
-  if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {4} end
-  return {1}
-end
-if string.sub(ARGV[2], 1, 32) ~= stored then return {2} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nowText = string.format('%d', now)
-local minInterval = tonumber(ARGV[4])
-if dev[3] and minInterval > 0 then
-  local elapsed = now - tonumber(dev[3])
-  if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
-end
-local added = redis.call('ZADD', KEYS[1], nowText, ARGV[1])
-redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
-if added == 1 then
-  redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
-end
-local reply = {0, t[1], t[2], dev[2] or ''}
-local pending = redis.call('LRANGE', KEYS[3], 0, -1)
-if #pending > 0 then
-  local acked = {}
-  for id in string.gmatch(ARGV[6] or '', '%S+') do acked[id] = true end
-  local keep = {}
-  for _, entry in ipairs(pending) do
-    local bar = string.find(entry, '|', 1, true)
-    local expiry = bar and tonumber(string.sub(entry, 1, bar - 1)) or 0
-    local json = bar and string.sub(entry, bar + 1) or ''
-    local id = string.match(json, '^{"id":"([^"]+)"') or ''
-    local log = KEYS[7] and id ~= '' and redis.call('HGET', KEYS[7], id)
-    local state, count, last, rest = 'queued', 0, 0, ''
-    if log then
-      local s, n, l, r = string.match(log, '^(%a+)|(%d+)|(%d+)|%d+|(.*)$')
-      if s then state, count, last, rest = s, tonumber(n), tonumber(l), r end
-    end
-    if expiry <= now then
-      if log then redis.call('HSET', KEYS[7], id, 'expired|' .. count .. '|' .. last .. '|' .. nowText .. '|' .. rest) end
-    elseif acked[id] then
-      if log then redis.call('HSET', KEYS[7], id, 'acknowledged|' .. count .. '|' .. last .. '|' .. nowText .. '|' .. rest) end
-    else
-      keep[#keep + 1] = entry
-      reply[#reply + 1] = json
-      if log then redis.call('HSET', KEYS[7], id, 'delivered|' .. (count + 1) .. '|' .. nowText .. '|0|' .. rest) end
-    end
-  end
-  if #keep < #pending then
-    redis.call('DEL', KEYS[3])
-    if #keep > 0 then redis.call('RPUSH', KEYS[3], unpack(keep)) end
-  end
-end
-return reply
-"""#)
+    public static let script = RedisScript(
+        name: "heartbeat",
+        source: #"""
+            local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist', 'last_heartbeat')
+            local stored = dev[1]
+            if not stored then
+              if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {4} end
+              return {1}
+            end
+            if string.sub(ARGV[2], 1, 32) ~= stored then return {2} end
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            local nowText = string.format('%d', now)
+            local minInterval = tonumber(ARGV[4])
+            if dev[3] and minInterval > 0 then
+              local elapsed = now - tonumber(dev[3])
+              if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
+            end
+            local added = redis.call('ZADD', KEYS[1], nowText, ARGV[1])
+            redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
+            redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
+            if added == 1 then
+              redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
+            end
+            local reply = {0, t[1], t[2], dev[2] or ''}
+            local pending = redis.call('LRANGE', KEYS[3], 0, -1)
+            if #pending > 0 then
+              local acked = {}
+              for id in string.gmatch(ARGV[6] or '', '%S+') do acked[id] = true end
+              local keep = {}
+              for _, entry in ipairs(pending) do
+                local bar = string.find(entry, '|', 1, true)
+                local expiry = bar and tonumber(string.sub(entry, 1, bar - 1)) or 0
+                local json = bar and string.sub(entry, bar + 1) or ''
+                local id = string.match(json, '^{"id":"([^"]+)"') or ''
+                local log = KEYS[7] and id ~= '' and redis.call('HGET', KEYS[7], id)
+                local state, count, last, rest = 'queued', 0, 0, ''
+                if log then
+                  local s, n, l, r = string.match(log, '^(%a+)|(%d+)|(%d+)|%d+|(.*)$')
+                  if s then state, count, last, rest = s, tonumber(n), tonumber(l), r end
+                end
+                if expiry <= now then
+                  if log then redis.call('HSET', KEYS[7], id, 'expired|' .. count .. '|' .. last .. '|' .. nowText .. '|' .. rest) end
+                elseif acked[id] then
+                  if log then redis.call('HSET', KEYS[7], id, 'acknowledged|' .. count .. '|' .. last .. '|' .. nowText .. '|' .. rest) end
+                else
+                  keep[#keep + 1] = entry
+                  reply[#reply + 1] = json
+                  if log then redis.call('HSET', KEYS[7], id, 'delivered|' .. (count + 1) .. '|' .. nowText .. '|0|' .. rest) end
+                end
+              end
+              if #keep < #pending then
+                redis.call('DEL', KEYS[3])
+                if #keep > 0 then redis.call('RPUSH', KEYS[3], unpack(keep)) end
+              end
+            end
+            return reply
+            """#)
 }

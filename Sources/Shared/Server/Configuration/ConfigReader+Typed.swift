@@ -19,8 +19,9 @@ extension ConfigReader {
         let direct = string(forKey: ConfigKey(key), isSecret: isSecret)?.trimmingCharacters(in: .whitespaces)
         if let path = string(forKey: ConfigKey(key + ".file"))?.trimmingCharacters(in: .whitespaces), !path.isEmpty {
             guard direct?.isEmpty ?? true else {
-                throw ConfigurationError(variable: Self.variableName(key + ".file"), value: path,
-                                         reason: "is set together with \(Self.variableName(key)): set one of them")
+                throw ConfigurationError(
+                    variable: Self.variableName(key + ".file"), value: path,
+                    reason: "is set together with \(Self.variableName(key)): set one of them")
             }
             guard let data = FileManager.default.contents(atPath: path), let content = String(data: data, encoding: .utf8) else {
                 throw ConfigurationError(variable: Self.variableName(key + ".file"), value: path, reason: "names a file that cannot be read")
@@ -36,8 +37,9 @@ extension ConfigReader {
     public func seconds(_ key: String, default fallback: Double, allowZero: Bool = false) throws(ConfigurationError) -> Duration {
         guard let raw = try text(key) else { return .seconds(fallback) }
         guard let value = Double(raw), value.isFinite, allowZero ? value >= 0 : value > 0 else {
-            throw ConfigurationError(variable: Self.variableName(key), value: raw,
-                                     reason: "expected a \(allowZero ? "non-negative" : "positive") number of seconds, e.g. 60 or 0.5")
+            throw ConfigurationError(
+                variable: Self.variableName(key), value: raw,
+                reason: "expected a \(allowZero ? "non-negative" : "positive") number of seconds, e.g. 60 or 0.5")
         }
         return .milliseconds(Int64((value * 1000).rounded()))
     }
@@ -51,8 +53,9 @@ extension ConfigReader {
     public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
         guard let raw = try text(key) else { return nil }
         guard let value = Int(raw), range.contains(value) else {
-            throw ConfigurationError(variable: Self.variableName(key), value: raw,
-                                     reason: "expected an integer from \(range.lowerBound) to \(range.upperBound)")
+            throw ConfigurationError(
+                variable: Self.variableName(key), value: raw,
+                reason: "expected an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
     }
@@ -80,8 +83,9 @@ extension ConfigReader {
     public func logLevel() throws(ConfigurationError) -> Logger.Level {
         let raw = try text("log.level", default: "info")
         guard let level = Logger.Level(rawValue: raw.lowercased()) else {
-            throw ConfigurationError(variable: "LOG_LEVEL", value: raw,
-                                     reason: "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ConfigurationError(
+                variable: "LOG_LEVEL", value: raw,
+                reason: "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return level
     }
@@ -94,8 +98,9 @@ extension ConfigReader {
             let pair = item.trimmingCharacters(in: .whitespaces)
             guard !pair.isEmpty else { continue }
             guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
-                throw ConfigurationError(variable: Self.variableName(key), value: isSecret ? nil : raw,
-                                         reason: "expected name=value pairs separated by commas; '\(pair.prefix(while: { $0 != "=" }))' has no value")
+                throw ConfigurationError(
+                    variable: Self.variableName(key), value: isSecret ? nil : raw,
+                    reason: "expected name=value pairs separated by commas; '\(pair.prefix(while: { $0 != "=" }))' has no value")
             }
             pairs[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
         }
@@ -110,8 +115,9 @@ extension ConfigReader {
                 || (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
         }
         guard legal, name.utf8.count <= 249, name != ".", name != ".." else {
-            throw ConfigurationError(variable: Self.variableName(key), value: name,
-                                     reason: "expected a Kafka topic name: up to 249 letters, digits, '.', '_' or '-'")
+            throw ConfigurationError(
+                variable: Self.variableName(key), value: name,
+                reason: "expected a Kafka topic name: up to 249 letters, digits, '.', '_' or '-'")
         }
         return name
     }
@@ -129,7 +135,8 @@ extension ConfigReader {
     public func redisClientConfiguration() throws(ConfigurationError) -> RedisClient.Configuration {
         let url = try text("redis.url", default: "redis://127.0.0.1:6379", isSecret: true)
         guard let endpoint = RedisEndpoint(url: url) else {
-            throw ConfigurationError(variable: "REDIS_URL", value: Self.redactingPassword(url), reason: "expected redis://[[user]:password@]host[:port][/db]")
+            throw ConfigurationError(
+                variable: "REDIS_URL", value: Self.redactingPassword(url), reason: "expected redis://[[user]:password@]host[:port][/db]")
         }
         return RedisClient.Configuration(
             endpoint: endpoint,

@@ -19,11 +19,12 @@ public enum MetricsBootstrap {
 
     /// Replaces every character outside `[a-zA-Z0-9_]` with `_`.
     public static func sanitize(_ name: String) -> String {
-        String(name.unicodeScalars.map { scalar -> Character in
-            switch scalar {
-            case "a"..."z", "A"..."Z", "0"..."9", "_": Character(scalar)
-            default: "_"
-            }
-        })
+        String(
+            name.unicodeScalars.map { scalar -> Character in
+                switch scalar {
+                case "a"..."z", "A"..."Z", "0"..."9", "_": Character(scalar)
+                default: "_"
+                }
+            })
     }
 }

@@ -6,9 +6,9 @@ import Logging
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
-import HeartbeatDomain
-import RedisAdapter
+    import Glibc
+    import HeartbeatDomain
+    import RedisAdapter
 #endif
 
 /// Limits of an HTTP listener, so slow or idle clients cannot hold its descriptors: connections

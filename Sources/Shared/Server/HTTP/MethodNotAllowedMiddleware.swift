@@ -22,9 +22,10 @@ public struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddlew
         for route in routes where Self.matches(route.segments, segments) { allowed.formUnion(route.methods) }
         guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { return try await next(request, context) }
         if allowed.contains("GET") { allowed.insert("HEAD") }
-        throw APIError(status: .methodNotAllowed, code: "method_not_allowed",
-                       message: "\(request.method.rawValue) is not served on this path; it serves \(allowed.sorted().joined(separator: ", "))",
-                       allow: allowed.sorted())
+        throw APIError(
+            status: .methodNotAllowed, code: "method_not_allowed",
+            message: "\(request.method.rawValue) is not served on this path; it serves \(allowed.sorted().joined(separator: ", "))",
+            allow: allowed.sorted())
     }
 
     private static func matches(_ template: [Substring], _ path: [Substring]) -> Bool {

@@ -9,15 +9,18 @@ public struct MetricsEndpoint: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Called before each scrape (gauges refreshed on demand).
     public let refresh: @Sendable () -> Void
+    /// `# HELP` texts by metric name (``MetricHelp``).
+    public let help: [String: String]
 
-    public init(registry: PrometheusCollectorRegistry, refresh: @escaping @Sendable () -> Void = {}) {
+    public init(registry: PrometheusCollectorRegistry, help: [String: String] = MetricHelp.common, refresh: @escaping @Sendable () -> Void = {}) {
         self.registry = registry
+        self.help = help
         self.refresh = refresh
     }
 
     /// The endpoint of a server whose request metrics (the in-flight gauge) are published at each scrape.
-    public init<Context>(registry: PrometheusCollectorRegistry, requestMetrics: RequestMetricsMiddleware<Context>) {
-        self.init(registry: registry) { requestMetrics.refreshGauges() }
+    public init<Context>(registry: PrometheusCollectorRegistry, help: [String: String], requestMetrics: RequestMetricsMiddleware<Context>) {
+        self.init(registry: registry, help: help) { requestMetrics.refreshGauges() }
     }
 
     /// Adds `GET /metrics` to `router`.
@@ -32,7 +35,9 @@ public struct MetricsEndpoint: Sendable {
         var buffer = [UInt8]()
         buffer.reserveCapacity(16 * 1024)
         registry.emit(into: &buffer)
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: MetricHelp.annotate(buffer, with: help))))
     }
 
     /// A listener serving only `/metrics` on `host:port`, to run as one of the process's services.

@@ -45,9 +45,11 @@ public final class RequestMetricsMiddleware<Context: RequestContext>: RouterMidd
         let key = Key(route: route, method: method, status: status)
         let counter = counters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = Counter(label: "http_requests_total", dimensions: [
-                ("route", route), ("method", method.rawValue), ("status", String(status)),
-            ])
+            let counter = Counter(
+                label: "http_requests_total",
+                dimensions: [
+                    ("route", route), ("method", method.rawValue), ("status", String(status)),
+                ])
             counters[key] = counter
             return counter
         }

@@ -24,8 +24,10 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-                    file: String, function: String, line: UInt) {
+    public func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
         var fields = self.metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
         if let explicit { fields.merge(explicit) { $1 } }
@@ -33,8 +35,10 @@ public struct JSONLogHandler: LogHandler {
     }
 
     /// The JSON line of one record (without the newline).
-    public static func line(at date: Date, level: Logger.Level, logger: String, message: String, source: String,
-                            metadata: Logger.Metadata) -> String {
+    public static func line(
+        at date: Date, level: Logger.Level, logger: String, message: String, source: String,
+        metadata: Logger.Metadata
+    ) -> String {
         var json = JSONText.Object(capacity: 160)
         json.add("timestamp", string: UTCTimestamp(millisecondsSinceEpoch: Int64((date.timeIntervalSince1970 * 1000).rounded(.down))).iso8601)
         json.add("level", string: level.rawValue)

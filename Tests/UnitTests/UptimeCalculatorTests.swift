@@ -1,7 +1,7 @@
+import RedisAdapter
 import Testing
 
 @testable import Monitor
-import RedisAdapter
 
 @Suite struct UptimeCalculatorTests {
     typealias Change = UptimeCalculator.Change
@@ -23,16 +23,5 @@ import RedisAdapter
     @Test func wentOfflineBeforeTheWindow() {
         let changes = [Change(status: .offline, atMs: -1)]
         #expect(UptimeCalculator.onlineMilliseconds(changes: changes, fromMs: 0, toMs: 100) == 0)
-    }
-}
-
-@Suite struct StreamIDTests {
-    @Test func successorAndOrder() {
-        #expect(StreamID("1700000000000-0")?.successor.description == "1700000000000-1")
-        #expect(StreamID("5-\(UInt64.max)")?.successor.description == "6-0")
-        #expect(StreamID("garbage") == nil)
-        #expect(StreamID("10-0")! > StreamID("9-5")!)
-        #expect(StreamID("9-5")! < StreamID("9-6")!)
-        #expect(StreamID("9-5")! == StreamID("9-5")!)
     }
 }
