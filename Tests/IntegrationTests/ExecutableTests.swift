@@ -41,6 +41,24 @@ import Testing
         throw TestFailure("not ready on port \(port)")
     }
 
+    /// The shared libraries `ldd` says a binary needs (file names, e.g. `libpq.so.5`).
+    static func sharedLibraries(_ binary: String) async throws -> Set<String> {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("ldd-\(UUID().uuidString).txt").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let child = try ChildProcess.spawn("/usr/bin/ldd", [binary], environment: nil, output: output)
+        #expect(await offPool { child.terminate(signal: 0, timeout: .seconds(10)) } == 0)
+        let text = try String(contentsOfFile: output, encoding: .utf8)
+        return Set(text.split(whereSeparator: \.isNewline).compactMap { $0.split(whereSeparator: \.isWhitespace).first.map(String.init) })
+    }
+
+    @Test func theGatewayLinksHiredisAndNeitherLibpqNorLibrdkafka() async throws {
+        let gateway = try await Self.sharedLibraries(try Self.binary("heartbeat-ingest"))
+        #expect(gateway.contains { $0.hasPrefix("libhiredis") }, "\(gateway)")
+        #expect(!gateway.contains { $0.hasPrefix("libpq") || $0.hasPrefix("librdkafka") }, "\(gateway)")
+        let monitor = try await Self.sharedLibraries(try Self.binary("heartbeat-monitor"))
+        #expect(monitor.contains { $0.hasPrefix("libpq") } && monitor.contains { $0.hasPrefix("librdkafka") }, "\(monitor)")
+    }
+
     @Test func aBadSettingStopsTheGatewayWithAMessage() async throws {
         let child = try ChildProcess.spawn(try Self.binary("heartbeat-ingest"), [], environment: Self.environment(["HTTP_PORT": "eighty"]))
         let code = await offPool { child.terminate(signal: 0, timeout: .seconds(5)) }

@@ -22,7 +22,7 @@ struct AdminController<Context: RequestContext> {
     /// Adds the routes; returns the authenticated `/api/v1` group for the other ops controllers.
     @discardableResult
     func addRoutes(to router: Router<Context>) -> RouterGroup<Context> {
-        router.get("/healthz") { _, _ in Self.json(.ok, #"{"status":"ok"}"#) }
+        router.get("/healthz") { _, _ in ["status": "ok"] }
         router.get("/readyz") { _, _ in await readiness() }
         if servesMetrics { metrics.addRoute(to: router) }
         let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
@@ -30,25 +30,26 @@ struct AdminController<Context: RequestContext> {
             guard leadership.isLeader else {
                 throw APIError(status: .conflict, code: "not_leader", message: "this instance is a standby; send it to the active monitor")
             }
-            let released = stormGuard.withLock { $0.requestRelease() }
-            return Self.json(.ok, #"{"released":\#(released)}"#)
+            return ["released": stormGuard.withLock { $0.requestRelease() }]
         }
         return api
     }
 
-    private func readiness() async -> Response {
-        let redisOK = await liveness.probe() != nil
-        let postgresOK = (try? await devices.ping()) != nil
-        var json = JSONText.Object()
-        json.add("status", string: redisOK && postgresOK ? "ready" : "not_ready")
-        json.add("redis", string: redisOK ? "ok" : "unreachable")
-        json.add("postgres", string: postgresOK ? "ok" : "unreachable")
-        json.add("leader", bool: leadership.isLeader)
-        json.add("mass_offline_hold", bool: stormGuard.withLock { $0.isHolding })
-        return Self.json(redisOK && postgresOK ? .ok : .serviceUnavailable, json.text)
+    /// `/readyz`: ready (200) when Redis and PostgreSQL answer, with who leads and whether a storm is held.
+    struct Readiness: ResponseEncodable, Sendable {
+        var status: String
+        var redis: String
+        var postgres: String
+        var leader: Bool
+        var mass_offline_hold: Bool
     }
 
-    static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    private func readiness() async -> EditedResponse<Readiness> {
+        let redisOK = await liveness.probe() != nil
+        let postgresOK = (try? await devices.ping()) != nil
+        let readiness = Readiness(
+            status: redisOK && postgresOK ? "ready" : "not_ready", redis: redisOK ? "ok" : "unreachable",
+            postgres: postgresOK ? "ok" : "unreachable", leader: leadership.isLeader, mass_offline_hold: stormGuard.withLock { $0.isHolding })
+        return EditedResponse(status: redisOK && postgresOK ? .ok : .serviceUnavailable, response: readiness)
     }
 }

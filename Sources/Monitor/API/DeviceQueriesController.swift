@@ -17,7 +17,7 @@ struct DeviceQueriesController<Context: RequestContext> {
         api.get("/devices/{id}/uptime", use: uptime)
     }
 
-    @Sendable func list(request: Request, context: Context) async throws -> Response {
+    @Sendable func list(request: Request, context: Context) async throws -> DeviceListResponse {
         let query = request.uri.queryParameters
         let status = try query.get("status").map { raw in
             guard let status = DeviceStatus(rawValue: raw) else { throw APIError.invalidQuery("status must be online, offline or unknown") }
@@ -30,22 +30,20 @@ struct DeviceQueriesController<Context: RequestContext> {
         // the newest heartbeat is Redis's (PostgreSQL follows it a batch behind)
         let recent = (try? await cache.lastHeartbeats(of: page.map(\.id))) ?? [:]
         let next = rows.count > limit ? page.last.map { Data($0.id.string.utf8).base64EncodedString() } : nil
-        return try JSONBody.response([
-            "devices": page.map { DeviceJSON.summary($0, redisLastHeartbeatMs: recent[$0.id]) }, "next_cursor": orNull(next),
-        ])
+        return DeviceListResponse(devices: page.map { DeviceSummary($0, redisLastHeartbeatMs: recent[$0.id]) }, next_cursor: Nullable(next))
     }
 
-    @Sendable func show(request: Request, context: Context) async throws -> Response {
+    @Sendable func show(request: Request, context: Context) async throws -> DeviceDetailResponse {
         let id = try context.deviceID()
         guard let record = try await APIError.storeCall({ try await devices.find(id) }) else { throw APIError.unknownDevice }
         let stored = try? await cache.latest(id)
-        var device = DeviceJSON.summary(record, redisLastHeartbeatMs: stored?.receivedAt?.millisecondsSinceEpoch)
-        device["latest"] = DeviceJSON.latest(stored?.payload, receivedAt: stored?.receivedAt)
-        device["commands"] = ((try? await cache.commands(of: id, nowMs: UTCTimestamp.nowMs)) ?? []).map(DeviceJSON.command)
-        return try JSONBody.response(device)
+        let commands = (try? await cache.commands(of: id, nowMs: UTCTimestamp.nowMs)) ?? []
+        return DeviceDetailResponse(
+            summary: DeviceSummary(record, redisLastHeartbeatMs: stored?.receivedAt?.millisecondsSinceEpoch),
+            latest: LatestHeartbeat(stored?.payload, receivedAt: stored?.receivedAt), commands: commands.map(CommandStateResponse.init))
     }
 
-    @Sendable func heartbeats(request: Request, context: Context) async throws -> Response {
+    @Sendable func heartbeats(request: Request, context: Context) async throws -> HeartbeatsResponse {
         let id = try context.deviceID()
         let query = request.uri.queryParameters
         let limit = try DeviceQuery.limit(query.get("limit"))
@@ -60,18 +58,18 @@ struct DeviceQueriesController<Context: RequestContext> {
         }
         var seen = Set<[String?]>()
         let unique = rows.filter { seen.insert([$0.receivedAt.iso8601, $0.entryID]).inserted }.prefix(limit)
-        return try JSONBody.response(["heartbeats": unique.map(DeviceJSON.heartbeat)])
+        return HeartbeatsResponse(heartbeats: unique.map(HeartbeatsResponse.Item.init))
     }
 
-    @Sendable func events(request: Request, context: Context) async throws -> Response {
+    @Sendable func events(request: Request, context: Context) async throws -> EventsResponse {
         let id = try context.deviceID()
         let limit = try DeviceQuery.limit(request.uri.queryParameters.get("limit"))
         try await requireDevice(id)
         let rows = try await APIError.storeCall { try await devices.events(of: id, limit: limit) }
-        return try JSONBody.response(["events": rows.map(DeviceJSON.event)])
+        return EventsResponse(events: rows.map(EventsResponse.Item.init))
     }
 
-    @Sendable func uptime(request: Request, context: Context) async throws -> Response {
+    @Sendable func uptime(request: Request, context: Context) async throws -> UptimeResponse {
         let id = try context.deviceID()
         let query = request.uri.queryParameters
         let to = try DeviceQuery.time(query.get("to"), name: "to") ?? .now
@@ -87,10 +85,8 @@ struct DeviceQueriesController<Context: RequestContext> {
             online = UptimeCalculator.onlineMilliseconds(changes: changes, fromMs: since.millisecondsSinceEpoch, toMs: to.millisecondsSinceEpoch)
         }
         let span = Double(to.millisecondsSinceEpoch - since.millisecondsSinceEpoch)
-        return try JSONBody.response([
-            "from": from.iso8601, "to": to.iso8601, "online_seconds": Double(online) / 1000,
-            "online_fraction": span > 0 ? Double(online) / span : 0.0,
-        ])
+        return UptimeResponse(
+            from: from.iso8601, to: to.iso8601, online_seconds: Double(online) / 1000, online_fraction: span > 0 ? Double(online) / span : 0)
     }
 
     private func requireDevice(_ id: DeviceID) async throws {

@@ -22,7 +22,7 @@ struct DevicesController<Context: RequestContext> {
         var name: String?
     }
 
-    @Sendable func register(request: Request, context: Context) async throws -> Response {
+    @Sendable func register(request: Request, context: Context) async throws -> EditedResponse<DeviceTokenResponse> {
         let body = try await JSONBody.decode(Registration.self, from: request)
         let id =
             try body.id.map { raw in
@@ -38,7 +38,7 @@ struct DevicesController<Context: RequestContext> {
         }
         do {
             let token = try await registry.register(id: id, name: name)
-            return try JSONBody.response(["id": id.string, "token": token], status: .created)
+            return EditedResponse(status: .created, response: DeviceTokenResponse(id: id.string, token: token))
         } catch DeviceRepositoryError.exists {
             throw APIError(status: .conflict, code: "device_exists", message: "a device with this id is already registered")
         } catch {
@@ -47,22 +47,22 @@ struct DevicesController<Context: RequestContext> {
         }
     }
 
-    @Sendable func rotateToken(request: Request, context: Context) async throws -> Response {
+    @Sendable func rotateToken(request: Request, context: Context) async throws -> DeviceTokenResponse {
         let id = try context.deviceID()
         guard let token = try await APIError.storeCall({ try await registry.rotateToken(of: id) }) else { throw APIError.unknownDevice }
-        return try JSONBody.response(["id": id.string, "token": token])
+        return DeviceTokenResponse(id: id.string, token: token)
     }
 
     struct PlaylistAssignment: Decodable {
         var playlist_id: String
     }
 
-    @Sendable func assignPlaylist(request: Request, context: Context) async throws -> Response {
+    @Sendable func assignPlaylist(request: Request, context: Context) async throws -> PlaylistResponse {
         let id = try context.deviceID()
         let body = try await JSONBody.decode(PlaylistAssignment.self, from: request)
         guard let playlist = DeviceID(body.playlist_id) else { throw APIError.invalidBody("playlist_id must be a UUID") }
         guard try await APIError.storeCall({ try await registry.assignPlaylist(playlist.string, to: id) }) else { throw APIError.unknownDevice }
-        return try JSONBody.response(["id": id.string, "playlist_id": playlist.string])
+        return PlaylistResponse(id: id.string, playlist_id: playlist.string)
     }
 
     struct CommandRequest: Decodable {
@@ -71,7 +71,7 @@ struct DevicesController<Context: RequestContext> {
         var ttl_seconds: Int?
     }
 
-    @Sendable func enqueueCommand(request: Request, context: Context) async throws -> Response {
+    @Sendable func enqueueCommand(request: Request, context: Context) async throws -> EditedResponse<QueuedCommandResponse> {
         let id = try context.deviceID()
         let body = try await JSONBody.decode(CommandRequest.self, from: request)
         guard !body.type.isEmpty, body.type.count <= 64 else { throw APIError.invalidBody("type must be 1 to 64 characters") }
@@ -96,6 +96,6 @@ struct DevicesController<Context: RequestContext> {
                 status: .conflict, code: "command_queue_full",
                 message: "the device already has \(commandQueueLimit) commands waiting for its next heartbeat")
         }
-        return try JSONBody.response(["id": commandID, "expires_at": expiresAt.iso8601], status: .accepted)
+        return EditedResponse(status: .accepted, response: QueuedCommandResponse(id: commandID, expires_at: expiresAt.iso8601))
     }
 }

@@ -25,13 +25,4 @@ enum JSONBody {
             throw APIError.invalidBody("malformed JSON body")
         }
     }
-
-    /// A JSON response from a dictionary (`NSNull()` for null).
-    static func response(_ object: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
 }
-
-/// `NSNull()` for nil, for JSONSerialization.
-func orNull(_ value: Any?) -> Any { value ?? NSNull() }

@@ -1,7 +1,9 @@
+import Foundation
 import HeartbeatDomain
 
-/// Any JSON value, decoded and written back out (command payloads pass through untouched in meaning).
-enum JSONValue: Decodable, Equatable, Sendable {
+/// Any JSON value, decoded and written back out: command payloads pass through untouched in
+/// meaning, and stored heartbeat JSON is embedded in the API's documents.
+enum JSONValue: Codable, Equatable, Sendable {
     case null
     case bool(Bool)
     case number(Double)
@@ -23,6 +25,26 @@ enum JSONValue: Decodable, Equatable, Sendable {
             self = .array(value)
         } else {
             self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    /// Parses JSON text; `nil` when it is not JSON.
+    init?(json: String) {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)) else { return nil }
+        self = value
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        // whole numbers as integers (`64`, not `64.0`), as JSONText writes them
+        case .number(let value):
+            if value == value.rounded(), abs(value) < 1e15 { try container.encode(Int64(value)) } else { try container.encode(value) }
+        case .string(let value): try container.encode(value)
+        case .array(let values): try container.encode(values)
+        case .object(let members): try container.encode(members)
         }
     }
 
