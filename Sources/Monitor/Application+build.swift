@@ -77,15 +77,17 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
             (HistoryWriter.group, { @Sendable in try await history.backlog() }),
         ],
         leadership: leadership, interval: configuration.scanInterval, metrics: metrics, logger: logger)
-    let admin = AdminController<BasicRequestContext>(
+    let health = HealthController<BasicRequestContext>(
         liveness: liveness, devices: devices, requestMetrics: RequestMetricsMiddleware(), leadership: leadership, stormGuard: stormGuard,
-        metricsRegistry: metricsRegistry, adminToken: configuration.adminToken, servesMetrics: configuration.metricsPort == nil)
-    let router = buildAdminRouter(admin: admin, registry: DeviceRegistry(devices: devices, cache: cache))
+        metricsRegistry: metricsRegistry, servesMetrics: configuration.metricsPort == nil)
+    let router = buildAdminRouter(
+        health: health, fleet: FleetController(leadership: leadership, stormGuard: stormGuard),
+        registry: DeviceRegistry(devices: devices, cache: cache), adminToken: configuration.adminToken)
     BuildInfo.publish(program: "heartbeat-monitor")
     var services: [any Service] = [redis, apiPool, outboxPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay, census]
     if let port = configuration.metricsPort {
         services.append(
-            admin.metrics.listener(
+            health.metrics.listener(
                 host: configuration.adminHost, port: port, serverName: "heartbeat-monitor-metrics", logger: logger))
     }
     var app = Application(
@@ -127,11 +129,16 @@ func migrate(url: String, logger: Logger) async throws {
     }
 }
 
-/// The monitor's HTTP routes: health, readiness and metrics, and the ops API behind the admin token.
-func buildAdminRouter(admin: AdminController<BasicRequestContext>, registry: DeviceRegistry) -> Router<BasicRequestContext> {
+/// The monitor's HTTP routes: health, readiness and metrics open; the ops API (`/api/v1`) behind
+/// the admin token.
+func buildAdminRouter(
+    health: HealthController<BasicRequestContext>, fleet: FleetController<BasicRequestContext>, registry: DeviceRegistry, adminToken: String
+) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
-    router.add(middleware: admin.requestMetrics)
-    let api = admin.addRoutes(to: router)
+    router.add(middleware: health.requestMetrics)
+    health.addRoutes(to: router)
+    let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
+    fleet.addRoutes(to: api)
     DevicesController<BasicRequestContext>(registry: registry).addRoutes(to: api)
     DeviceQueriesController<BasicRequestContext>(devices: registry.devices, cache: registry.cache).addRoutes(to: api)
     router.addMethodNotAllowed()

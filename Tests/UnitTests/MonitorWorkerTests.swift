@@ -179,6 +179,52 @@ import Testing
         let scores = liveness.state.withLock { $0.online[0] ?? [:] }
         #expect(scores == [beating: nowMs, silent: nowMs - 300_000])
     }
+
+    static func elector(_ lock: InMemoryLeaderLock, _ redis: InMemoryLivenessStore, _ leadership: Leadership) -> LeaderElector {
+        LeaderElector(
+            lock: lock, liveness: redis, instanceID: "test", leadership: leadership, checkInterval: .seconds(1),
+            redisTimeout: .milliseconds(50), outages: RedisOutages(offlineAfter: .seconds(600)), redisRunID: RunIDWatch(),
+            metrics: MonitorMetrics(), logger: logger)
+    }
+
+    @Test func aLeaderWithoutRedisGivesTheLockToAStandbyThatHasIt() async throws {
+        let server = InMemoryLeaderLock.Server()
+        let (redisA, redisB) = (InMemoryLivenessStore(), InMemoryLivenessStore())
+        let (leaderA, leaderB) = (Leadership(), Leadership())
+        let a = Self.elector(InMemoryLeaderLock(server: server), redisA, leaderA)
+        let b = Self.elector(InMemoryLeaderLock(server: server), redisB, leaderB)
+        var (reachedA, reachedB) = (ContinuousClock.now, ContinuousClock.now)
+        await a.elect(redisReachedAt: &reachedA)
+        await b.elect(redisReachedAt: &reachedB)
+        #expect(leaderA.isLeader && !leaderB.isLeader)
+        // A loses Redis: it keeps the lock until the timeout, then gives it up; B takes it
+        redisA.state.withLock { $0.reachable = false }
+        await a.elect(redisReachedAt: &reachedA)
+        #expect(leaderA.isLeader)
+        try await Task.sleep(for: .milliseconds(80))
+        await a.elect(redisReachedAt: &reachedA)
+        #expect(!leaderA.isLeader)
+        await b.elect(redisReachedAt: &reachedB)
+        #expect(leaderB.isLeader)
+        // and an instance without Redis does not bid, even for a free lock
+        await b.lock.close()
+        leaderB.revoke()
+        await a.elect(redisReachedAt: &reachedA)
+        #expect(!leaderA.isLeader)
+    }
+
+    @Test func aLeaderWhoseLockSessionBrokeStepsDown() async throws {
+        let server = InMemoryLeaderLock.Server()
+        let leadership = Leadership()
+        let elector = Self.elector(InMemoryLeaderLock(server: server), InMemoryLivenessStore(), leadership)
+        var reached = ContinuousClock.now
+        await elector.elect(redisReachedAt: &reached)
+        #expect(leadership.isLeader)
+        server.reachable.withLock { $0 = false }
+        await elector.elect(redisReachedAt: &reached)
+        #expect(!leadership.isLeader)
+        #expect(server.holder.withLock { $0 } == nil)
+    }
 }
 
 /// Records what the re-seed writes into the registry cache.

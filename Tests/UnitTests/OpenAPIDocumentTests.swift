@@ -52,16 +52,17 @@ import Testing
         let documented = try Self.documentedRoutes()
         let gateway = Self.normalized(buildRouter(store: InMemoryHeartbeatStore(), metricsRegistry: TestMetrics.registry))
         let redis = RedisClient(configuration: .init(endpoint: RedisEndpoint(port: 1)), logger: Logger(label: "unused"))
-        let db = PostgresPool(url: "postgres://unused", applicationName: "unused")
-        let devices = PostgresDeviceRepository(db: db)
+        let devices = InMemoryDeviceRepository()
+        let leadership = Leadership()
+        let stormGuard = SharedStormGuard(StormGuard(settings: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1))))
         let monitor = Self.normalized(
             buildAdminRouter(
-                admin: AdminController(
-                    liveness: InMemoryLivenessStore(), devices: devices, requestMetrics: RequestMetricsMiddleware(),
-                    leadership: Leadership(),
-                    stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 1, fraction: 0.5, maxHold: .seconds(1)))),
-                    metricsRegistry: TestMetrics.registry, adminToken: "0123456789abcdef"),
-                registry: DeviceRegistry(devices: devices, cache: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1)))))
+                health: HealthController(
+                    liveness: InMemoryLivenessStore(), devices: devices, requestMetrics: RequestMetricsMiddleware(), leadership: leadership,
+                    stormGuard: stormGuard, metricsRegistry: TestMetrics.registry),
+                fleet: FleetController(leadership: leadership, stormGuard: stormGuard),
+                registry: DeviceRegistry(devices: devices, cache: DeviceRegistryCache(redis: redis, keys: KeySchema(buckets: 1))),
+                adminToken: "0123456789abcdef"))
         let served = gateway.union(monitor)
         #expect(!documented.isEmpty)
         #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")

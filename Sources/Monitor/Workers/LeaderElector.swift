@@ -40,7 +40,7 @@ struct LeaderElector: Service {
     }
 
     /// One round: probe Redis, then check the lock (leader) or bid for it (standby).
-    private func elect(redisReachedAt: inout ContinuousClock.Instant) async {
+    func elect(redisReachedAt: inout ContinuousClock.Instant) async {
         let runID = await liveness.probe()
         if let runID {
             redisRunID.observe(runID)

@@ -4,35 +4,24 @@ import Logging
 import Prometheus
 import ServerSupport
 
-/// The monitor's HTTP surface, served by every instance, active or standby: health, readiness
-/// (Redis and PostgreSQL reachable, plus who leads), metrics, and the storm-guard release.
-struct AdminController<Context: RequestContext> {
+/// What every instance serves, active or standby, without the admin token: health, readiness
+/// (Redis and PostgreSQL reachable, plus who leads) and metrics.
+struct HealthController<Context: RequestContext> {
     let liveness: any LivenessStore
     let devices: any DeviceRepository
     let requestMetrics: RequestMetricsMiddleware<Context>
     let leadership: Leadership
     let stormGuard: SharedStormGuard
     let metricsRegistry: PrometheusCollectorRegistry
-    let adminToken: String
     /// False when `METRICS_PORT` moves `/metrics` to a listener of its own.
     var servesMetrics = true
 
     var metrics: MetricsEndpoint { MetricsEndpoint(registry: metricsRegistry, help: MonitorMetrics.help, requestMetrics: requestMetrics) }
 
-    /// Adds the routes; returns the authenticated `/api/v1` group for the other ops controllers.
-    @discardableResult
-    func addRoutes(to router: Router<Context>) -> RouterGroup<Context> {
+    func addRoutes(to router: Router<Context>) {
         router.get("/healthz") { _, _ in ["status": "ok"] }
         router.get("/readyz") { _, _ in await readiness() }
         if servesMetrics { metrics.addRoute(to: router) }
-        let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
-        api.post("/fleet/release-hold") { _, _ in
-            guard leadership.isLeader else {
-                throw APIError(status: .conflict, code: "not_leader", message: "this instance is a standby; send it to the active monitor")
-            }
-            return ["released": stormGuard.withLock { $0.requestRelease() }]
-        }
-        return api
     }
 
     /// `/readyz`: ready (200) when Redis and PostgreSQL answer, with who leads and whether a storm is held.
