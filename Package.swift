@@ -97,6 +97,7 @@ let package = Package(
             dependencies: [
                 "HeartbeatDomain", "RedisAdapter", "PostgresAdapter", "KafkaAdapter", "ServerSupport",
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -126,6 +127,7 @@ let package = Package(
                 "HeartbeatDomain", "RedisAdapter", "PostgresAdapter", "KafkaAdapter", "ServerSupport", "Ingest", "Monitor",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -85,6 +85,16 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
         registry: DeviceRegistry(devices: devices, cache: cache), adminToken: configuration.adminToken)
     BuildInfo.publish(program: "heartbeat-monitor")
     var services: [any Service] = [redis, apiPool, outboxPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay, census]
+    if let url = configuration.alertWebhookURL {
+        // its client listed first: stopped after the alerter
+        let alertmanager = AlertmanagerClient(baseURL: url)
+        services.insert(alertmanager, at: services.firstIndex { $0 is KafkaEventPublisher } ?? 0)
+        services.append(
+            Alerter(
+                store: PostgresAlertStore(db: outboxPool), sink: alertmanager, rules: AlertRules(validFor: configuration.alertResendInterval * 4),
+                stormGuard: stormGuard, leadership: leadership, pollInterval: max(configuration.pollInterval, .milliseconds(500)),
+                resendInterval: configuration.alertResendInterval, metrics: metrics, logger: logger))
+    }
     if let port = configuration.metricsPort {
         services.append(
             health.metrics.listener(

@@ -22,7 +22,10 @@ struct MonitorConfiguration: Sendable {
     var scanInterval: Duration
     var storm: StormGuard.Settings
     var historyRetentionDays: Int
+    /// Alertmanager's base URL (`ALERT_WEBHOOK_URL`); alerts are off when unset.
     var alertWebhookURL: String?
+    /// How often firing alerts are posted again (`ALERT_RESEND_SECONDS`).
+    var alertResendInterval: Duration
     /// Names this instance in consumer groups and logs.
     var instanceID: String
     /// Most devices one offline-scan script call moves.
@@ -77,6 +80,12 @@ struct MonitorConfiguration: Sendable {
             maxHold: try reader.seconds("mass.offline.hold.seconds", default: 900))
         historyRetentionDays = try reader.integer("history.retention.days", default: 30, in: 1...3650)
         alertWebhookURL = try reader.optionalText("alert.webhook.url", isSecret: true)
+        if let url = alertWebhookURL, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ConfigurationError(
+                variable: "ALERT_WEBHOOK_URL", value: ConfigReader.redactingPassword(url),
+                reason: "expected Alertmanager's base URL, http(s)://host:port")
+        }
+        alertResendInterval = try reader.seconds("alert.resend.seconds", default: 60)
         instanceID = try reader.text(
             "monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
@@ -88,7 +97,8 @@ struct MonitorConfiguration: Sendable {
         outboxBatchSize = try reader.integer("outbox.batch.size", default: 500, in: 1...100_000)
         retention = RetentionPolicy(
             outbox: .seconds(3600 * (try reader.integer("outbox.retention.hours", default: 168, in: 1...87_600))),
-            events: .seconds(86_400 * (try reader.integer("events.retention.days", default: 90, in: 1...36_500))))
+            events: .seconds(86_400 * (try reader.integer("events.retention.days", default: 90, in: 1...36_500))),
+            keepsUnalerted: alertWebhookURL != nil)
         metricsPort = try reader.optionalInteger("metrics.port", in: 0...65535)
         logLevel = try reader.logLevel()
         logFormat = try reader.logFormat()

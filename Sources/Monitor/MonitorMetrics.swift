@@ -29,6 +29,9 @@ struct MonitorMetrics: Sendable {
     let registryReseeds = Counter(label: "monitor_registry_reseeds_total")
     let registryReseedSeconds = Gauge(label: "monitor_registry_reseed_duration_seconds")
 
+    /// Alerts Alertmanager took, and alerts whose post failed (posted again).
+    let alertsSent = Counter(label: "monitor_alerts_sent_total")
+    let alertsFailed = Counter(label: "monitor_alerts_failed_total")
     /// History rows written to PostgreSQL.
     let historyWritten = Counter(label: "monitor_history_rows_written_total")
     /// Rows lost to the history stream cap before they were written (at least this many).
@@ -75,6 +78,8 @@ struct MonitorMetrics: Sendable {
         "monitor_history_stream_overflow_total": "History rows lost to the stream cap before they were written (at least this many).",
         "monitor_history_rows_unreadable_total": "History stream entries that were not a heartbeat (skipped).",
         "monitor_retention_purged_rows_total": "Outbox rows, replay keys and status events deleted past retention.",
+        "monitor_alerts_sent_total": "Alerts Alertmanager accepted (raised, refreshed and resolved).",
+        "monitor_alerts_failed_total": "Alerts whose post to Alertmanager failed (posted again with backoff).",
         "monitor_stream_pending_entries": "Stream entries delivered to a consumer group and not yet acknowledged, by group.",
         "monitor_stream_unread_entries": "Stream entries not yet delivered to a consumer group, by group.",
     ]) { common, _ in common }

@@ -7,4 +7,6 @@ struct RetentionPolicy: Sendable {
     var outbox: Duration
     /// Device status events (`EVENTS_RETENTION_DAYS`, default 90): the events and uptime history.
     var events: Duration
+    /// With alerts on, an outbox row is kept until Alertmanager took it too (`alerted_at`).
+    var keepsUnalerted = false
 }

@@ -12,6 +12,10 @@ struct FleetCensus: Service {
     let interval: Duration
     let metrics: MonitorMetrics
     let logger: Logger
+    /// The status count reads the whole devices table: at most this often (with a short test scan
+    /// interval, a million-device count every second competed with the writers).
+    var countEvery: Duration = .seconds(15)
+    private let lastCount = Cadence()
 
     func run() async throws {
         await LeaderLoop(leadership: leadership, interval: interval, name: "fleet census", logger: logger).run { _ in
@@ -21,9 +25,12 @@ struct FleetCensus: Service {
     }
 
     func count() async throws {
-        let statuses = try await devices.countByStatus()
-        metrics.devicesOffline.record(statuses[.offline] ?? 0)
-        metrics.devicesUnknown.record(statuses[.unknown] ?? 0)
+        if lastCount.isDue(every: countEvery) {
+            let statuses = try await devices.countByStatus()
+            metrics.devicesOffline.record(statuses[.offline] ?? 0)
+            metrics.devicesUnknown.record(statuses[.unknown] ?? 0)
+            lastCount.done()
+        }
         for stream in streams {
             let backlog = try await stream.backlog()
             metrics.streamBacklog(group: stream.group, pending: backlog.pending, unread: backlog.unread)

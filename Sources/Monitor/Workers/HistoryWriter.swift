@@ -2,7 +2,6 @@ import HeartbeatDomain
 import Logging
 import Metrics
 import RedisAdapter
-import Synchronization
 
 /// Writes each bucket's history stream (read by a ``StreamWorker`` with the `history` group) into
 /// PostgreSQL, and keeps `devices.last_heartbeat` a batch behind Redis.
@@ -23,7 +22,7 @@ struct HistoryWriter: StreamBatchHandler {
     let redisRunID: RunIDWatch
     let metrics: MonitorMetrics
     let logger: Logger
-    private let maintenance = MaintenanceClock()
+    private let maintenance = Cadence()
 
     init(
         keys: KeySchema, redis: RedisClient, store: any HistoryStore, retentionDays: Int, retention: RetentionPolicy,
@@ -110,12 +109,4 @@ struct HistoryWriter: StreamBatchHandler {
         redisRunID.rebaselined()  // only now: a pass cut short is done again
         logger.notice("Redis restarted: history groups' read counts set from the streams")
     }
-}
-
-/// When the history upkeep last ran.
-final class MaintenanceClock: Sendable {
-    private let last = Mutex<ContinuousClock.Instant?>(nil)
-
-    func isDue(every interval: Duration) -> Bool { last.withLock { $0.map { ContinuousClock.now - $0 > interval } ?? true } }
-    func done() { last.withLock { $0 = .now } }
 }

@@ -45,6 +45,8 @@ public struct StormGuard: Sendable, Equatable {
     public let window: Duration
     /// Redis time (ms) when the current hold began; `nil` when not holding.
     public private(set) var holdingSince: Int64?
+    /// Devices the last scan held back (0 when not holding).
+    public private(set) var heldDevices = 0
     private var releaseRequested = false
     private var recent: [Declared] = []
 
@@ -86,14 +88,19 @@ public struct StormGuard: Sendable, Equatable {
             let end: HoldEnd? =
                 if releaseRequested { .released } else if !storm { .recovered } else if now - since >= settings.maxHold.milliseconds { .expired } else
                 { nil }
-            guard let end else { return .hold(devices: stale, started: false) }
+            guard let end else {
+                heldDevices = stale
+                return .hold(devices: stale, started: false)
+            }
             holdingSince = nil
+            heldDevices = 0
             releaseRequested = false
             recent = []  // the storm has been adjudicated; what follows is judged afresh
             return .proceedAfterHold(end)
         }
         guard storm else { return .proceed }
         holdingSince = now
+        heldDevices = stale
         return .hold(devices: stale, started: true)
     }
 }

@@ -237,6 +237,16 @@ public enum Migrations {
                     RETURN v_applied;
                 END $$;
                 """#),
+        Migration(
+            version: 5, name: "alert delivery column on the outbox",
+            sql: #"""
+                -- The outbox has one column per consumer: Kafka (`published_at`) and Alertmanager
+                -- (`alerted_at`). Rows written before alerting existed count as alerted, so
+                -- enabling it later does not replay the past.
+                ALTER TABLE outbox ADD COLUMN alerted_at timestamptz;
+                UPDATE outbox SET alerted_at = coalesce(published_at, now());
+                CREATE INDEX outbox_unalerted ON outbox (id) WHERE alerted_at IS NULL;
+                """#),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.
