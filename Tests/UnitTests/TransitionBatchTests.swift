@@ -24,7 +24,9 @@ import Testing
         #expect(batch.reasons == ["heartbeat_received", "heartbeat_timeout"])
         let query: PostgresQuery = "SELECT apply_transitions(\(batch.ids)::text[], \(Duration.milliseconds(2500).seconds)::float8)"
         #expect(query.sql == "SELECT apply_transitions($1::text[], $2::float8)")
-        #expect(query.binds == [#"{"1700000000000-0","1700000002500-3"}"#, "2.5"])
+        #expect(query.binds == ["{1700000000000-0,1700000002500-3}", "2.5"])
+        // elements that need it are quoted and escaped; NULL and empty strings too
+        #expect(["a b", "NULL", "", #"q"\"#, "x,y", "plain"].postgresText == #"{"a b","NULL","","q\"\\","x,y",plain}"#)
     }
 
     @Test func setsAsideMalformedEntries() {

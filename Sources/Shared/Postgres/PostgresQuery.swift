@@ -70,18 +70,33 @@ extension Double: PostgresEncodable { public var postgresText: String { String(s
 extension Bool: PostgresEncodable { public var postgresText: String { self ? "t" : "f" } }
 
 extension Array: PostgresEncodable where Element: PostgresEncodable {
-    /// An array literal, `{"a","b"}`: every element quoted, `"` and `\` escaped.
+    /// An array literal, `{a,b}`: an element is quoted (`"` and `\` escaped) only when it needs it —
+    /// empty, `NULL`, or holding a space, `{`, `}`, `,`, `"` or `\`. Ids and numbers go bare (the
+    /// history writer sends 5,000 UUIDs a batch).
     public var postgresText: String {
         var text = "{"
         for (index, element) in enumerated() {
             if index > 0 { text += "," }
+            let value = element.postgresText
+            guard Self.needsQuotes(value) else {
+                text += value
+                continue
+            }
             text += "\""
-            for character in element.postgresText {
+            for character in value {
                 if character == "\"" || character == "\\" { text += "\\" }
                 text.append(character)
             }
             text += "\""
         }
         return text + "}"
+    }
+
+    private static func needsQuotes(_ value: String) -> Bool {
+        value.isEmpty || value.uppercased() == "NULL"
+            || value.utf8.contains {
+                $0 <= 32 || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "}") || $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"")
+                    || $0 == UInt8(ascii: "\\")
+            }
     }
 }
