@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build release run stop test unit-test lint format chaos fuzz bench clean
+.PHONY: deps build release run stop test unit-test lint format deploy-check image-check chaos fuzz bench clean
 
 deps:            ## install the Debian packages (only what is missing)
 	scripts/install-deps.sh
@@ -28,6 +28,12 @@ unit-test:       ## unit tests only, no services
 
 lint:            ## swift format (the toolchain's) in lint mode with the committed .swift-format; fails on any finding
 	swift format lint --strict --recursive --parallel Sources Tests Package.swift
+
+deploy-check:    ## validates every file under deploy/ with the tool that consumes it (promtool, amtool, haproxy, kubernetes-validate, docker-compose config, systemd-analyze, …; ~10 s)
+	scripts/check-deploy.sh
+
+image-check: release  ## the runtime image without Docker: debootstrap bookworm, install only deploy/container/runtime-packages.txt, run both executables in it (root, ~1 min + download)
+	scripts/check-deploy.sh --rootfs
 
 format:          ## rewrites the sources as `make lint` wants them
 	swift format format --in-place --recursive --parallel Sources Tests Package.swift

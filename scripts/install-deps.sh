@@ -14,6 +14,10 @@ PACKAGES=(
     wrk             # HTTP load generator
     nginx-light     # baseline for throughput comparisons
     kcat            # Kafka command line client
+    prometheus      # promtool: checks and unit-tests deploy/prometheus (scripts/check-deploy.sh)
+    prometheus-alertmanager  # amtool: checks deploy/alertmanager/alertmanager.yml
+    haproxy         # haproxy -c: checks deploy/haproxy/haproxy.cfg
+    systemd         # systemd-analyze verify/security: checks deploy/systemd units
 )
 
 installed() {

@@ -23,6 +23,10 @@ swift build --build-tests
 swift test --no-parallel "$@"
 (($# == 0)) || exit 0  # a filtered run is only the tests asked for
 
+# Every deployment file checked by the tool that consumes it (promtool test rules, amtool,
+# kubernetes-validate, docker-compose config, systemd-analyze, haproxy -c, …).
+scripts/check-deploy.sh
+
 # Both HTTP APIs fuzzed from docs/openapi.yaml (schemathesis from PyPI, test tooling only), on
 # their own services under .run/fuzz; `make fuzz` is the long run.
 python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet 'schemathesis>=4,<5'
