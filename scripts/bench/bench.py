@@ -2,8 +2,15 @@
 """make bench: starts the stack (release builds), measures, writes docs/benchmarks.md.
 
 Every headline number is a ratio against baselines measured in the same run, on the same
-machine, right before or after: nginx answering a fixed JSON 200, and the gateway's own no-op
-route (GET /healthz). Each measurement is repeated (--runs, default 3): min / median / max.
+machine, right before or after: nginx answering a fixed JSON 200, the gateway's own no-op route
+(GET /healthz), and the Go peer (../shared/peers/go-heartbeat: net/http + redigo running the
+project's own heartbeat script on the same Redis and devices). Each measurement is repeated
+(--runs, default 3, the order alternating between runs): min / median / max. Every heartbeat run
+also reads the CPU the gateway and Redis used (/proc) and the script's own time in Redis
+(INFO commandstats), per heartbeat.
+
+The results are also written to docs/benchmarks.json; the summary printed at the end shows the
+previous run's value next to each, so a regression shows at once (and as a diff in git).
 """
 import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
@@ -17,11 +24,14 @@ parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.m
 parser.add_argument("--scan-devices", type=int, default=1_000_000, help="fleet of the offline-scan benchmark")
 parser.add_argument("--soak", type=int, default=600, help="seconds of steady load watching memory (0: skip)")
 parser.add_argument("--soak-rate", type=int, default=2000, help="heartbeats/s during the soak")
+parser.add_argument("--peer", default=os.path.join(os.path.dirname(ROOT), "shared", "peers", "go-heartbeat"),
+                    help="folder of the Go peer (build.sh); empty: skip it")
+parser.add_argument("--results", default=os.path.join(ROOT, "docs", "benchmarks.json"), help="this run's figures, and the previous run's")
 args = parser.parse_args()
 
 RUN = os.path.join(ROOT, ".run", "bench")
 env = dict(os.environ, HEARTBEAT_RUN_DIR=RUN, REDIS_PORT="6392", PG_PORT="5442")
-HTTP_PORT, ADMIN_PORT, NGINX_PORT = 8090, 8091, 8099
+HTTP_PORT, ADMIN_PORT, NGINX_PORT, PEER_PORT = 8090, 8091, 8099, 8098
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 children = []
 
@@ -59,8 +69,8 @@ def stop_all():
     subprocess.run([os.path.join(ROOT, "scripts", "services.sh"), "stop"], cwd=ROOT, env=env, capture_output=True)
 
 
-def wrk(url, script=None, script_args=()):
-    argv = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+def wrk(url, script=None, script_args=(), connections=None):
+    argv = ["wrk", "-t1", f"-c{connections or args.connections}", f"-d{args.duration}s", "--latency"]
     if script:
         argv += ["-s", script]
     argv += [url]
@@ -83,6 +93,23 @@ def summary(values):
     return min(values), statistics.median(values), max(values)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def script_stats(port):
+    """(calls, microseconds) of EVALSHA and EVAL so far, from INFO commandstats."""
+    text = subprocess.run(["redis-cli", "-p", port, "INFO", "commandstats"], capture_output=True, text=True, check=True).stdout
+    calls = usec = 0
+    for name in ("evalsha", "eval"):
+        match = re.search(rf"cmdstat_{name}:calls=(\d+),usec=(\d+)", text)
+        if match:
+            calls, usec = calls + int(match.group(1)), usec + int(match.group(2))
+    return calls, usec
+
+
 try:
     for tool in ("wrk", "nginx", "redis-cli"):
         if not shutil.which(tool):
@@ -92,6 +119,10 @@ try:
     sh("swift", "build", "-c", "release", "--product", "heartbeat-monitor")
     sh("swift", "build", "-c", "release", "--product", "heartbeat-loadgen")
     bin_path = sh("swift", "build", "-c", "release", "--show-bin-path").strip()
+    peer_dir = os.path.join(ROOT, ".build-peer")
+    if args.peer:
+        print("bench: building the Go peer", file=sys.stderr)
+        sh("bash", os.path.join(args.peer, "build.sh"), peer_dir, ROOT)
     sh(os.path.join(ROOT, "scripts", "services.sh"), "start")
     services = dict(line.replace("export ", "").split("=", 1) for line in sh(os.path.join(ROOT, "scripts", "services.sh"), "env").splitlines() if line.startswith("export"))
     sh("redis-cli", "-p", "6392", "FLUSHALL")
@@ -112,9 +143,14 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
   server {{ listen 127.0.0.1:{NGINX_PORT}; location / {{ default_type application/json; return 200 '{{"status":"ok"}}'; }} }} }}
 """)
     start("nginx", ["nginx", "-c", os.path.join(nginx_dir, "nginx.conf")], {}, os.path.join(RUN, "nginx.log"))
+    if args.peer:
+        start("peer", [os.path.join(peer_dir, "peer-go")], {
+            "HB_SCRIPT": os.path.join(peer_dir, "heartbeat.lua"), "REDIS_ADDR": "127.0.0.1:6392", "BUCKETS": "16",
+            "ADDR": f"127.0.0.1:{PEER_PORT}"}, os.path.join(RUN, "peer.log"))
     wait_ready(f"http://127.0.0.1:{ADMIN_PORT}/readyz", "monitor")
     wait_ready(f"http://127.0.0.1:{HTTP_PORT}/readyz", "gateway")
     wait_ready(f"http://127.0.0.1:{NGINX_PORT}/", "nginx")
+    redis_pid = int(re.search(r"process_id:(\d+)", sh("redis-cli", "-p", "6392", "INFO", "server")).group(1))
 
     devices_file = os.path.join(RUN, "devices.tsv")
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench", "register_devices.py"), str(args.devices), devices_file,
@@ -124,16 +160,39 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         return int(subprocess.run(["psql", services["POSTGRES_URL"], "-Atc", "SELECT count(*) FROM heartbeat_history"],
                                   capture_output=True, text=True, check=True).stdout.strip() or 0)
 
-    results = {"nginx": [], "noop": [], "heartbeat": []}
+    results = {"nginx": [], "noop": [], "heartbeat": [], "peer": [], "heartbeat_c1": []}
+    per_heartbeat = {"gateway_cpu_us": [], "redis_cpu_us": [], "script_us": []}
     history_rates = []
     script = os.path.join(ROOT, "deploy", "loadtest", "heartbeat.lua")
-    for run in range(args.runs):
-        print(f"bench: run {run + 1}/{args.runs}", file=sys.stderr)
-        results["nginx"].append(wrk(f"http://127.0.0.1:{NGINX_PORT}/"))
-        results["noop"].append(wrk(f"http://127.0.0.1:{HTTP_PORT}/healthz"))
+
+    def heartbeat_run():
+        calls0, usec0 = script_stats("6392")
+        gateway0, redis0 = cpu_seconds(gateway.pid), cpu_seconds(redis_pid)
         before, started = history_rows(), time.time()
-        results["heartbeat"].append(wrk(f"http://127.0.0.1:{HTTP_PORT}", script, (devices_file,)))
+        result = wrk(f"http://127.0.0.1:{HTTP_PORT}", script, (devices_file,))
         history_rates.append((history_rows() - before) / (time.time() - started))
+        calls1, usec1 = script_stats("6392")
+        done = max(result["requests"], 1)
+        per_heartbeat["gateway_cpu_us"].append((cpu_seconds(gateway.pid) - gateway0) / done * 1e6)
+        per_heartbeat["redis_cpu_us"].append((cpu_seconds(redis_pid) - redis0) / done * 1e6)
+        per_heartbeat["script_us"].append((usec1 - usec0) / max(calls1 - calls0, 1))
+        results["heartbeat"].append(result)
+
+    steps = [
+        ("nginx", lambda: results["nginx"].append(wrk(f"http://127.0.0.1:{NGINX_PORT}/"))),
+        ("noop", lambda: results["noop"].append(wrk(f"http://127.0.0.1:{HTTP_PORT}/healthz"))),
+        ("heartbeat", heartbeat_run),
+    ]
+    if args.peer:
+        steps.append(("peer", lambda: results["peer"].append(wrk(f"http://127.0.0.1:{PEER_PORT}", script, (devices_file,)))))
+    for run in range(args.runs):
+        order = steps if run % 2 == 0 else list(reversed(steps))  # alternating, so neither side always goes first
+        print(f"bench: run {run + 1}/{args.runs}: {', '.join(name for name, _ in order)}", file=sys.stderr)
+        for _, step in order:
+            step()
+    # latency without queueing: one connection
+    for _ in range(args.runs):
+        results["heartbeat_c1"].append(wrk(f"http://127.0.0.1:{HTTP_PORT}", script, (devices_file,), connections=1))
 
     # drain: how long the history writer needs to catch up after the last run
     accepted = sum(r["requests"] - r["errors"] for r in results["heartbeat"])
@@ -191,12 +250,42 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         return f"| {name} | {fmt.format(lo)} | {fmt.format(med)} | {fmt.format(hi)} |"
 
     hb, ng, noop = ([r["rps"] for r in results[k]] for k in ("heartbeat", "nginx", "noop"))
+    peer = [r["rps"] for r in results["peer"]]
     vs_nginx = [h / n for h, n in zip(hb, ng)]
     vs_noop = [h / n for h, n in zip(hb, noop)]
+    vs_peer = [h / p for h, p in zip(hb, peer)]
     p99 = [r["p99"] for r in results["heartbeat"]]
-    errors = sum(r["errors"] for r in results["heartbeat"])
+    p50_c1 = [r["p50"] for r in results["heartbeat_c1"]]
+    errors = sum(r["errors"] for r in results["heartbeat"] + results["heartbeat_c1"])
     check = lambda ok: "met" if ok else "**not met**"
     cpu = open("/proc/cpuinfo").read().count("processor\t:")
+    median = statistics.median
+    # what, value, target, met: the one-screen summary, and docs/benchmarks.json
+    figures = [
+        ("heartbeat ÷ Go peer", median(vs_peer) if vs_peer else None, "≥ 1.5", lambda v: v >= 1.5, "{:.2f}"),
+        ("heartbeat ÷ no-op route", median(vs_noop), "≥ 0.6", lambda v: v >= 0.6, "{:.2f}"),
+        ("heartbeat ÷ nginx", median(vs_nginx), "≥ 0.25 (0.30 stretch)", lambda v: v >= 0.25, "{:.2f}"),
+        ("heartbeat requests/s (64 connections)", median(hb), "", None, "{:.0f}"),
+        ("Go peer requests/s", median(peer) if peer else None, "", None, "{:.0f}"),
+        ("p99 at 64 connections (ms)", median(p99), "≤ 5", lambda v: v <= 5, "{:.2f}"),
+        ("p50 at 1 connection (ms)", median(p50_c1), "≤ 0.3", lambda v: v <= 0.3, "{:.3f}"),
+        ("errors (non-2xx, socket)", errors, "0", lambda v: v == 0, "{:.0f}"),
+        ("script time in Redis per heartbeat (µs)", median(per_heartbeat["script_us"]), "≤ 10", lambda v: v <= 10, "{:.1f}"),
+        ("gateway CPU per heartbeat (µs)", median(per_heartbeat["gateway_cpu_us"]), "≤ 30", lambda v: v <= 30, "{:.1f}"),
+        ("Redis CPU per heartbeat (µs)", median(per_heartbeat["redis_cpu_us"]), "", None, "{:.1f}"),
+        ("history writer rows/s (500k waiting)", monitor_result["history_rows_per_s"], "≥ 50,000", lambda v: v >= 50000, "{:.0f}"),
+        ("history writer ÷ psql \\copy", monitor_result["history_rows_per_s"] / monitor_result["copy_baseline_rows_per_s"], "", None, "{:.2f}"),
+        ("offline detection, 1% of the fleet (s)", monitor_result["applied_s"], "≤ 5", lambda v: v <= 5, "{:.2f}"),
+    ]
+    if soak:
+        figures.append(("soak p50 (ms)", soak["report"]["latency_ms"]["p50"], "", None, "{:.2f}"))
+    previous = {}
+    if os.path.exists(args.results):
+        try:
+            previous = json.load(open(args.results)).get("figures", {})
+        except ValueError:
+            previous = {}
+
     lines = [
         "# Benchmarks",
         "",
@@ -215,20 +304,24 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         row("nginx fixed JSON 200 (baseline)", ng),
         row("gateway no-op route `GET /healthz` (baseline)", noop),
         row("gateway `POST …/heartbeat` (whole Lua script)", hb),
+        *([row("Go peer `POST …/heartbeat` (same script, same Redis and devices)", peer)] if peer else []),
         row("heartbeat ÷ nginx, same run", vs_nginx, "{:.2f}"),
         row("heartbeat ÷ no-op, same run", vs_noop, "{:.2f}"),
+        *([row("heartbeat ÷ Go peer, same run", vs_peer, "{:.2f}")] if peer else []),
         row("heartbeat p50 latency (ms)", [r["p50"] for r in results["heartbeat"]], "{:.2f}"),
         row("heartbeat p99 latency (ms)", p99, "{:.2f}"),
+        row("heartbeat p50 latency at 1 connection (ms)", p50_c1, "{:.3f}"),
+        row("gateway CPU per heartbeat (µs, /proc utime+stime ÷ requests)", per_heartbeat["gateway_cpu_us"], "{:.1f}"),
+        row("Redis CPU per heartbeat (µs, the redis-server process)", per_heartbeat["redis_cpu_us"], "{:.1f}"),
+        row("script time in Redis per heartbeat (µs, INFO commandstats)", per_heartbeat["script_us"], "{:.1f}"),
         row("history rows written per s during the heartbeat runs", history_rates),
         "",
         "## Targets",
         "",
         "| target | measured (median) | |",
         "|---|---|---|",
-        f"| heartbeat ≥ 0.30 × nginx | {statistics.median(vs_nginx):.2f} | {check(statistics.median(vs_nginx) >= 0.30)} |",
-        f"| heartbeat ≥ 0.6 × no-op route | {statistics.median(vs_noop):.2f} | {check(statistics.median(vs_noop) >= 0.6)} |",
-        f"| zero errors | {errors} non-2xx or socket errors | {check(errors == 0)} |",
-        f"| p99 ≤ 10 ms | {statistics.median(p99):.2f} ms | {check(statistics.median(p99) <= 10)} |",
+        *[f"| {what} {target} | {fmt.format(value) if value is not None else 'not measured'} | {check(value is not None and ok(value))} |"
+          for what, value, target, ok, fmt in figures if ok],
         f"| history writer ≥ 50,000 rows/s, never behind | {statistics.median(history_rates):.0f} rows/s while loaded; "
         f"{drained_rows}/{accepted} rows in PostgreSQL {drain_seconds:.1f} s after the last run | "
         f"{check(statistics.median(history_rates) >= 50000 and drained_rows >= accepted)} |",
@@ -290,5 +383,16 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
     with open(args.output, "w") as out:
         out.write("\n".join(lines))
     print("\n".join(lines))
+    json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "figures": {what: value for what, value, *_ in figures if value is not None}},
+              open(args.results, "w"), indent=2, ensure_ascii=False)
+    # the one-screen summary
+    print("\nbench summary (medians; previous = the last run's docs/benchmarks.json)", file=sys.stderr)
+    print(f"  {'what':42} {'value':>10} {'previous':>10}  {'target':22} met", file=sys.stderr)
+    for what, value, target, ok, fmt in figures:
+        shown = fmt.format(value) if value is not None else "-"
+        before = fmt.format(previous[what]) if what in previous else "-"
+        met = "" if ok is None or value is None else ("yes" if ok(value) else "NO")
+        print(f"  {what:42} {shown:>10} {before:>10}  {target:22} {met}", file=sys.stderr)
 finally:
     stop_all()
