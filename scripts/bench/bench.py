@@ -93,6 +93,24 @@ def summary(values):
     return min(values), statistics.median(values), max(values)
 
 
+def handler_histogram(port):
+    """The gateway's heartbeat_request_duration_seconds buckets now: {upper bound (s): count}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {float("inf") if le == "+Inf" else float(le): float(count)
+            for le, count in re.findall(r'^heartbeat_request_duration_seconds_bucket\{le="([^"]+)"\} (\S+)', text, re.M)}
+
+
+def handler_quantile(before, after, q):
+    """Upper bound (ms) of the bucket holding quantile q of what the histogram recorded between two snapshots."""
+    counts = sorted((le, after[le] - before.get(le, 0)) for le in after)
+    total = counts[-1][1] if counts else 0
+    for le, count in counts:
+        if total and count >= q * total:
+            return le * 1000
+    return None
+
+
 def cpu_seconds(pid):
     """utime + stime of a process, in seconds."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -234,6 +252,7 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
             return int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1)) / 1024
 
         samples = []
+        handler_before = handler_histogram(HTTP_PORT)
         soak_started = time.time()
         while loadgen.poll() is None:
             time.sleep(10)
@@ -241,9 +260,12 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
             backlog = sum(int(sh("redis-cli", "-p", "6392", "XLEN", f"hb:{{{b}}}:history").strip() or 0) for b in range(16))
             samples.append((time.time() - soak_started, rss_mb(gateway.pid), rss_mb(monitor.pid), used / 1e6, backlog))
         report = json.load(open(soak_json))
+        handler_after = handler_histogram(HTTP_PORT)
+        handler = {q: handler_quantile(handler_before, handler_after, q) for q in (0.5, 0.99)}
         warm = [x for x in samples if x[0] >= 60] or samples
         first, last = warm[0], warm[-1]
-        soak = {"report": report, "first": first, "last": last, "peak_backlog": max(x[4] for x in samples), "samples": len(samples)}
+        soak = {"report": report, "first": first, "last": last, "peak_backlog": max(x[4] for x in samples), "samples": len(samples),
+                "handler": handler}
 
     def row(name, values, fmt="{:.0f}"):
         lo, med, hi = summary(values)
@@ -278,7 +300,9 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         ("offline detection, 1% of the fleet (s)", monitor_result["applied_s"], "≤ 5", lambda v: v <= 5, "{:.2f}"),
     ]
     if soak:
-        figures.append(("soak p50 (ms)", soak["report"]["latency_ms"]["p50"], "", None, "{:.2f}"))
+        figures.append(("soak p50 seen by heartbeat-loadgen (ms)", soak["report"]["latency_ms"]["p50"], "", None, "{:.2f}"))
+        if soak["handler"][0.5] is not None:
+            figures.append(("soak p50 of the gateway's handler, ≤ (ms)", soak["handler"][0.5], "", None, "{:.2f}"))
     previous = {}
     if os.path.exists(args.results):
         try:
@@ -374,6 +398,10 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
             f"{r['sent']} heartbeats sent ({r['requests_per_second']:.0f}/s), {r['ok']} accepted, {r['transport_errors']} transport errors, "
             f"statuses {r['by_status']}; latency p50 {r['latency_ms']['p50']:.2f} ms, p99 {r['latency_ms']['p99']:.2f} ms, "
             f"max {r['latency_ms']['max']:.2f} ms. No growth (≤ 10% after warm-up): {check(steady)}.",
+            "",
+            f"The gateway's own handler time over the soak (`heartbeat_request_duration_seconds`, upper bound of the bucket): "
+            f"p50 ≤ {soak['handler'][0.5]} ms, p99 ≤ {soak['handler'][0.99]} ms. What the load generator sees above that is the "
+            "client, the kernel and HTTP parsing on a shared 2-core machine, not time in the handler.",
             "",
         ]
     lines += [
