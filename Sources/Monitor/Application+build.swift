@@ -77,7 +77,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
             (HistoryWriter.group, { @Sendable in try await history.backlog() }),
         ],
         leadership: leadership, interval: configuration.scanInterval, metrics: metrics, logger: logger)
-    let health = HealthController<BasicRequestContext>(
+    let health = HealthController<OpsRequestContext>(
         liveness: liveness, devices: devices, requestMetrics: RequestMetricsMiddleware(), leadership: leadership, stormGuard: stormGuard,
         metricsRegistry: metricsRegistry, servesMetrics: configuration.metricsPort == nil)
     let router = buildAdminRouter(
@@ -142,15 +142,15 @@ func migrate(url: String, logger: Logger) async throws {
 /// The monitor's HTTP routes: health, readiness and metrics open; the ops API (`/api/v1`) behind
 /// the admin token.
 func buildAdminRouter(
-    health: HealthController<BasicRequestContext>, fleet: FleetController<BasicRequestContext>, registry: DeviceRegistry, adminToken: String
-) -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+    health: HealthController<OpsRequestContext>, fleet: FleetController<OpsRequestContext>, registry: DeviceRegistry, adminToken: String
+) -> Router<OpsRequestContext> {
+    let router = Router(context: OpsRequestContext.self)
     router.add(middleware: health.requestMetrics)
     health.addRoutes(to: router)
     let api = router.group("/api/v1").add(middleware: AdminAuthMiddleware(token: adminToken))
     fleet.addRoutes(to: api)
-    DevicesController<BasicRequestContext>(registry: registry).addRoutes(to: api)
-    DeviceQueriesController<BasicRequestContext>(devices: registry.devices, cache: registry.cache).addRoutes(to: api)
+    DevicesController<OpsRequestContext>(registry: registry).addRoutes(to: api)
+    DeviceQueriesController<OpsRequestContext>(devices: registry.devices, cache: registry.cache).addRoutes(to: api)
     router.addMethodNotAllowed()
     return router
 }
