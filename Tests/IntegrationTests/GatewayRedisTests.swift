@@ -36,10 +36,10 @@ import Testing
 
             // device hash: token hash, latest payload, times
             let hash = try await Self.hash(h, h.keys.device(id))
-            #expect(hash["token"] == String(DeviceToken.hash(token).prefix(32)))
+            // (marked: no commands wait, so the next heartbeat reads no list)
+            #expect(hash["token"] == String(DeviceToken.hash(token).prefix(32)) + ".")
             #expect(hash["last_heartbeat"] == String(serverTime.millisecondsSinceEpoch))
-            // (and the mark that the device has no commands waiting: the next heartbeat reads no list)
-            #expect(Set(hash.keys) == ["token", "last_heartbeat", "payload", "nocmds"])
+            #expect(Set(hash.keys) == ["token", "last_heartbeat", "payload"])
             let payload = try #require(hash["payload"].flatMap { HeartbeatPayload(storedForm: $0, deviceID: id) })
             #expect(payload.deviceTime == UTCTimestamp(iso8601: "2026-02-02T10:30:00Z"))
             #expect(payload.playerVersion == "1.2.3")
@@ -123,14 +123,16 @@ import Testing
             let fourth = try await client.heartbeat(id, token: token, body: body(acked: ["c2"])).json
             #expect((fourth["commands"] as? [Any])?.isEmpty == true)
             // the list is empty again, and marked so; a command queued now clears the mark and is delivered
-            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "nocmds"]) == .string("1"))
+            let digest = String(DeviceToken.hash(token).prefix(32))
+            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "token"]) == .string(digest + "."))
             #expect((try await client.heartbeat(id, token: token).json["commands"] as? [Any])?.isEmpty == true)
             try await h.registry.enqueueCommand(
                 id: "c3", type: "reboot", json: #"{"id":"c3","type":"reboot","payload":{}}"#, expiresAt: future, for: id)
-            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "nocmds"]) == .null)
+            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "token"]) == .string(digest))
             let fifth = try await client.heartbeat(id, token: token).json
             #expect((fifth["commands"] as? [[String: Any]])?.map { $0["id"] as? String } == ["c3"])
-            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "nocmds"]) == .null)
+            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "token"]) == .string(digest))
+            #expect(try await client.heartbeat(id, token: DeviceToken.generate()).status == .unauthorized)
         }
         #expect(try await h.redis.execute(["LLEN", h.keys.commands(id)]) == .integer(1))
         let states = try await h.registry.commands(of: id, nowMs: Int64(Date().timeIntervalSince1970 * 1000))

@@ -115,14 +115,18 @@ public struct DeviceRegistryCache: Sendable {
 
     /// KEYS: command list, command log, device hash. ARGV: limit, entry, command id, log value, log
     /// expiry (ms). RPUSH unless the list already holds ARGV[1] entries, log the command as queued
-    /// and clear the hash's "no commands" mark (the heartbeat script reads the list again); returns
+    /// and clear the "no commands" mark after the token digest (the heartbeat script reads the list
+    /// again); returns
     /// the new length, or -1 when full.
     public static let boundedPush = RedisScript(
         name: "bounded-push",
         source: #"""
             if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
             redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-            if KEYS[3] then redis.call('HDEL', KEYS[3], 'nocmds') end
+            if KEYS[3] then
+              local token = redis.call('HGET', KEYS[3], 'token')
+              if token and #token > 32 then redis.call('HSET', KEYS[3], 'token', string.sub(token, 1, 32)) end
+            end
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
