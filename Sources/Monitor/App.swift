@@ -16,12 +16,24 @@ struct App {
             try MonitorConfiguration(reader: reader)
         }
         let logger = ProcessStartup.logger("heartbeat-monitor", level: configuration.logLevel, format: configuration.logFormat)
-        let app = try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
+        let app = await startOrStop(logger: logger) {
+            try await buildMonitor(configuration: configuration, metricsRegistry: MetricsBootstrap.registry, logger: logger)
+        }
         do {
             try await app.runService()
         } catch {
             ProcessStartup.stopOnDeploymentMismatch("heartbeat-monitor", error)
             throw error
+        }
+    }
+
+    /// Builds the application, or stops the process with a message when that fails (PostgreSQL
+    /// not reachable within its wait, say).
+    static func startOrStop<A: ApplicationProtocol>(logger: Logger, _ build: @Sendable () async throws -> A) async -> A {
+        do {
+            return try await build()
+        } catch {
+            ProcessStartup.stopOnStartFailure("heartbeat-monitor", error, logger: logger)
         }
     }
 

@@ -78,6 +78,15 @@ import Testing
         #expect(sink.posts.withLock { $0.count } == 2)
     }
 
+    @Test func eventsTooOldWhenFirstSeenAreMarkedWithoutAPost() async throws {
+        let old = device("lobby")
+        let hoursAgo = UTCTimestamp(millisecondsSinceEpoch: now.millisecondsSinceEpoch - 3 * 3_600_000)
+        store.events.withLock { $0 = [StatusAlertEvent(outboxID: 9, device: old, kind: .offline, at: hoursAgo)] }
+        _ = try await alerter.round(leadership.grant(.init(connection: nil, backendPID: 0)), now: now)
+        #expect(sink.posts.withLock { $0.isEmpty })
+        #expect(store.alerted.withLock { $0 } == [9])
+    }
+
     @Test func spansReadAsOperatorsWriteThem() {
         #expect(AlertRules.span(40_000) == "40s")
         #expect(AlertRules.span(725_000) == "12m05s")

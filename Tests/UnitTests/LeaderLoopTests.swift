@@ -9,24 +9,27 @@ import Testing
         var schedule = LeaderLoop.Schedule(interval: .seconds(60))
         let start = ContinuousClock.now
         let first = leadership.grant(.init(connection: nil, backendPID: 0))
-        #expect(schedule.isDue(first, now: start))
-        #expect(!schedule.isDue(first, now: start + .seconds(30)))
-        #expect(schedule.isDue(first, now: start + .seconds(60)))
+        var due: [Bool] = []
+        for seconds in [0, 30, 60] { due.append(schedule.isDue(first, now: start + .seconds(seconds))) }
         // a failover: the next lease (another epoch) does not wait for the interval
         let second = leadership.grant(.init(connection: nil, backendPID: 1))
-        #expect(schedule.isDue(second, now: start + .seconds(61)))
-        #expect(!schedule.isDue(second, now: start + .seconds(62)))
+        for seconds in [61, 62] { due.append(schedule.isDue(second, now: start + .seconds(seconds))) }
+        #expect(due == [true, false, true, true, false])
     }
 
     @Test func aRepeatedErrorIsLoggedOncePerQuietPeriod() {
         var log = LeaderLoop.FailureLog(quietPeriod: .seconds(10))
         let start = ContinuousClock.now
-        #expect(log.shouldLog("Redis unavailable", now: start) == 0)
-        #expect(log.shouldLog("Redis unavailable", now: start + .seconds(1)) == nil)
-        #expect(log.shouldLog("Redis unavailable", now: start + .seconds(2)) == nil)
-        #expect(log.shouldLog("PostgreSQL gone", now: start + .seconds(3)) == 2)
-        #expect(log.shouldLog("PostgreSQL gone", now: start + .seconds(14)) == 0)
-        #expect(log.recovered() == 5)
-        #expect(log.recovered() == nil)
+        var logged: [Int?] = []
+        for (message, seconds) in [
+            ("Redis unavailable", 0), ("Redis unavailable", 1), ("Redis unavailable", 2), ("PostgreSQL gone", 3), ("PostgreSQL gone", 14),
+        ] {
+            logged.append(log.shouldLog(message, now: start + .seconds(seconds)))
+        }
+        // nil: not logged; a number: logged, with how many repeats went unlogged before it
+        #expect(logged == [0, nil, nil, 2, 0])
+        let failedRounds = log.recovered()
+        let again = log.recovered()
+        #expect(failedRounds == 5 && again == nil)
     }
 }

@@ -241,5 +241,6 @@ final class RecordingRegistryCache: RegistryCache {
     func lastHeartbeats(of devices: [DeviceID]) async throws -> [DeviceID: Int64] { [:] }
     func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) { (nil, nil) }
     func markLoaded(buckets: [Int]) async throws { loaded.withLock { $0 += buckets } }
+    func recordBucketCount() async throws {}
     func unloadedBuckets() async throws -> [Int] { [] }
 }

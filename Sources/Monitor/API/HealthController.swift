@@ -38,7 +38,8 @@ struct HealthController<Context: RequestContext> {
         let postgresOK = (try? await devices.ping()) != nil
         let readiness = Readiness(
             status: redisOK && postgresOK ? "ready" : "not_ready", redis: redisOK ? "ok" : "unreachable",
-            postgres: postgresOK ? "ok" : "unreachable", leader: leadership.isLeader, mass_offline_hold: stormGuard.withLock { $0.isHolding })
+            postgres: postgresOK ? "ok" : "unreachable", leader: leadership.isLeader,
+            mass_offline_hold: leadership.isLeader && stormGuard.withLock { $0.isHolding })
         return EditedResponse(status: redisOK && postgresOK ? .ok : .serviceUnavailable, response: readiness)
     }
 }

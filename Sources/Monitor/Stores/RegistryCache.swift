@@ -12,7 +12,14 @@ protocol RegistryCache: Sendable {
     func lastHeartbeats(of devices: [DeviceID]) async throws -> [DeviceID: Int64]
     func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?)
     func markLoaded(buckets: [Int]) async throws
+    /// Records the deployment's `BUCKETS` in Redis again (lost with Redis's data); throws
+    /// ``BucketCountMismatch`` when Redis records another count.
+    func recordBucketCount() async throws
     func unloadedBuckets() async throws -> [Int]
 }
 
-extension DeviceRegistryCache: RegistryCache {}
+extension DeviceRegistryCache: RegistryCache {
+    func recordBucketCount() async throws {
+        try await redis.checkBucketCount(keys)
+    }
+}

@@ -20,6 +20,10 @@ struct Alerter: Service {
     let pollInterval: Duration
     let resendInterval: Duration
     var batchSize = 500
+    /// Events older than this when first seen (alerts enabled late, Alertmanager down for hours)
+    /// are marked alerted without a post: a device still offline is raised by the next re-post,
+    /// and one back long ago needs nothing.
+    var maxEventAge: Duration = .seconds(3600)
     let metrics: MonitorMetrics
     let logger: Logger
     let state = AlerterState()
@@ -43,11 +47,11 @@ struct Alerter: Service {
         if !events.isEmpty {
             // per device the last event of the batch decides: raised, or resolved
             var latest: [DeviceID: Alert] = [:]
-            for event in events {
+            for event in events where now.millisecondsSinceEpoch - event.at.millisecondsSinceEpoch <= maxEventAge.milliseconds {
                 latest[event.device.id] =
                     event.kind == .offline ? rules.deviceOffline(event.device, now: now) : rules.deviceBack(event.device, at: event.at)
             }
-            try await send(Array(latest.values))
+            if !latest.isEmpty { try await send(Array(latest.values)) }
             try await store.markAlerted(events.map(\.outboxID), lease: lease)
         }
         let resend = state.resendDue(every: resendInterval)

@@ -70,6 +70,8 @@ struct RegistrySeeder: Service {
                 try await group.waitForAll()
             }
         }
+        // `hb:config:buckets` went with the data: a process started now with another count must still be refused
+        try await registry.recordBucketCount()
         try await registry.markLoaded(buckets: buckets.sorted())
         return rows.count
     }

@@ -35,6 +35,14 @@ public enum ProcessStartup {
         exit(2)
     }
 
+    /// Stops the process with status 1 and a critical log line naming what it could not reach at
+    /// start (PostgreSQL after its wait, say), instead of an uncaught error's crash report.
+    public static func stopOnStartFailure(_ program: String, _ error: any Error, logger: Logger) -> Never {
+        logger.critical("could not start", metadata: ["error": "\(error)"])
+        FileHandle.standardError.write(Data("\(program): could not start: \(error)\n".utf8))
+        exit(1)
+    }
+
     /// Prints `<program> <version>` and returns true when `--version` is on the command line.
     public static func versionRequested(_ program: String) -> Bool {
         guard CommandLine.arguments.contains("--version") else { return false }
