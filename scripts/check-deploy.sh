@@ -296,11 +296,45 @@ check "runtime packages provide the executables' C libraries" runtime_libraries
 check "settings in env files, ConfigMaps, compose are documented" "$LINTPY" scripts/deploy_lint.py settings
 
 # -- Optional: the runtime package list in a fresh bookworm root file system
+
+# Starts a private redis-server, registers one device in it as the monitor would, runs the
+# gateway inside the root and sends it one heartbeat: 200 with the server time, or the check fails.
+rootfs_heartbeat() {
+    local root=$1 port http rc=1 reply
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --dir "$WORK" --pidfile "$WORK/redis-rootfs.pid" >/dev/null || return 1
+    local id=3f2c1a9e-8d4b-4f6a-9c7e-1b2d3e4f5a6b token=image-check-token
+    local bucket digest
+    bucket=$(python3 -c 'import sys
+h = 2166136261
+for b in sys.argv[1].encode(): h = ((h ^ b) * 16777619) & 0xffffffff
+print(h % 16)' "$id")
+    digest=$(printf %s "$token" | sha256sum | cut -c1-32)
+    redis-cli -p "$port" HSET "hb:{$bucket}:dev:$id" token "$digest" >/dev/null
+    chroot "$root" env LD_LIBRARY_PATH=/usr/lib/swift-runtime REDIS_URL="redis://127.0.0.1:$port" \
+        HTTP_HOST=127.0.0.1 HTTP_PORT="$http" LOG_FORMAT=text /usr/local/bin/heartbeat-ingest >"$WORK/gateway-rootfs.log" 2>&1 &
+    local gateway=$!
+    for _ in $(seq 50); do
+        reply=$(curl -s -X POST "http://127.0.0.1:$http/api/v1/devices/$id/heartbeat" -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/json' -d "{\"device_id\":\"$id\",\"timestamp\":\"2026-02-02T10:30:00Z\"}" 2>/dev/null) &&
+            [[ -n $reply ]] && break
+        sleep 0.2
+    done
+    echo "one heartbeat to the gateway in the root (Redis on 127.0.0.1:$port): $reply"
+    [[ $reply == *'"status":"ok"'* ]] && rc=0
+    kill "$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1
+    ((rc == 0)) || tail -n 20 "$WORK/gateway-rootfs.log"
+    return $rc
+}
+
 rootfs_check() {
     local root=$WORK/rootfs dir="" exe out swiftlib
     local -a packages
     mapfile -t packages < <("$LINTPY" scripts/deploy_lint.py runtime-packages)
-    for dir in .build/release .build/debug ''; do
+    for dir in ${HEARTBEAT_IMAGE_BIN:-} .build-static/release .build/release .build/debug ''; do
         [[ -n $dir && -x $dir/heartbeat-ingest && -x $dir/heartbeat-monitor ]] && break
     done
     [[ -n $dir ]] || { echo "no built executables under .build/: make release"; return 1; }
@@ -323,11 +357,13 @@ rootfs_check() {
         echo "$dir/$exe in a bookworm minbase root with ${packages[*]}: $out"
         [[ $out == "$exe "* ]] || { umount "$root/proc"; MOUNTED=; return 1; }
     done
+    # one heartbeat: the gateway in the root, Redis on the host's loopback (the chroot shares it)
+    rootfs_heartbeat "$root" || { umount "$root/proc"; MOUNTED=; return 1; }
     umount "$root/proc"
     MOUNTED=
 }
 if [[ $ROOTFS == yes ]]; then
-    check "bookworm rootfs with runtime-packages.txt runs both executables" rootfs_check
+    check "bookworm rootfs with runtime-packages.txt runs both executables and a heartbeat" rootfs_check
 fi
 
 echo "$((checks - failures)) passed, $failures failed"
