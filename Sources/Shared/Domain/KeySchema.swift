@@ -55,10 +55,6 @@ public struct KeySchema: Sendable, Equatable {
         public static let lastHeartbeat = "last_heartbeat"
         /// The latest heartbeat, in ``HeartbeatPayload/storedForm`` (device clock included).
         public static let payload = "payload"
-        /// Appended to the ``tokenHash`` value when the device's command list is known to be empty:
-        /// the heartbeat script then skips reading it. Queuing a command removes it; a heartbeat
-        /// that finds the list empty sets it again. Absent means "look" (always correct).
-        public static let noCommandsMark = "."
     }
 
     /// Field names of a history stream entry.

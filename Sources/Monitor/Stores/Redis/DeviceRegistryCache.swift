@@ -48,7 +48,7 @@ public struct DeviceRegistryCache: Sendable {
     {
         let expires = expiresAt.millisecondsSinceEpoch
         let reply = try await redis.run(
-            Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device), keys.device(device)],
+            Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device)],
             arguments: [
                 String(limit), "\(expires)|\(json)", id, CommandState.queuedValue(expiresAtMs: expires, type: type),
                 String(expires + Self.commandLogRetentionMs),
@@ -113,20 +113,14 @@ public struct DeviceRegistryCache: Sendable {
         )
     }
 
-    /// KEYS: command list, command log, device hash. ARGV: limit, entry, command id, log value, log
-    /// expiry (ms). RPUSH unless the list already holds ARGV[1] entries, log the command as queued
-    /// and clear the "no commands" mark after the token digest (the heartbeat script reads the list
-    /// again); returns
+    /// KEYS: command list, command log. ARGV: limit, entry, command id, log value, log expiry (ms).
+    /// RPUSH unless the list already holds ARGV[1] entries, and log the command as queued; returns
     /// the new length, or -1 when full.
     public static let boundedPush = RedisScript(
         name: "bounded-push",
         source: #"""
             if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
             redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-            if KEYS[3] then
-              local token = redis.call('HGET', KEYS[3], 'token')
-              if token and #token > 32 then redis.call('HSET', KEYS[3], 'token', string.sub(token, 1, 32)) end
-            end
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end

@@ -21,15 +21,8 @@
 ///
 /// Commands are `"<expiry ms>|<json>"` with the command id first in the JSON. Delivery is at least
 /// once: every unexpired, unacknowledged command is in every reply; an acknowledged or expired one
-/// leaves the list. The command log (``CommandState``) counts deliveries. A `.` after the token
-/// digest (``KeySchema/DeviceField/noCommandsMark``) says the list is empty, so the common
-/// heartbeat reads no list at all: one `redis.call` less (`redis-benchmark -P 16` on one device,
-/// `INFO commandstats`, medians of six alternating rounds on a busy machine: 6.8 → 6.4 µs per
-/// call; a quiet-machine round gave 6.0 → 5.6). A field of its own
-/// cost 0 or 32 bytes per device (the hash crossing an allocation size class); one character in
-/// a field the hash has anyway costs nothing measurable. Queuing a command removes the mark
-/// (``DeviceRegistryCache/boundedPush``); a heartbeat that finds the list empty sets it; writing
-/// the token (registration, rotation, re-seed) leaves it off, which means "look".
+/// leaves the list. The command log (``CommandState``) counts deliveries. The list is only read
+/// past `LRANGE` when it holds something, so a device without commands pays one empty read.
 public enum HeartbeatScript {
     public enum Status: Int64, Sendable {
         case recorded = 0
@@ -48,9 +41,7 @@ public enum HeartbeatScript {
               if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {4} end
               return {1}
             end
-            local digest = string.sub(stored, 1, 32)
-            if string.sub(ARGV[2], 1, 32) ~= digest then return {2} end
-            local noCommands = #stored > 32
+            if string.sub(ARGV[2], 1, 32) ~= stored then return {2} end
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             local nowText = string.format('%d', now)
@@ -60,18 +51,13 @@ public enum HeartbeatScript {
               if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
             end
             local added = redis.call('ZADD', KEYS[1], nowText, ARGV[1])
-            local pending = {}
-            if not noCommands then pending = redis.call('LRANGE', KEYS[3], 0, -1) end
-            if noCommands or #pending > 0 then
-              redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
-            else
-              redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3], 'token', digest .. '.')
-            end
+            redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
             redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
             if added == 1 then
               redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
             end
             local reply = {0, t[1], t[2], dev[2] or ''}
+            local pending = redis.call('LRANGE', KEYS[3], 0, -1)
             if #pending > 0 then
               local acked = {}
               for id in string.gmatch(ARGV[6] or '', '%S+') do acked[id] = true end
@@ -99,7 +85,7 @@ public enum HeartbeatScript {
               end
               if #keep < #pending then
                 redis.call('DEL', KEYS[3])
-                if #keep > 0 then redis.call('RPUSH', KEYS[3], unpack(keep)) else redis.call('HSET', KEYS[2], 'token', digest .. '.') end
+                if #keep > 0 then redis.call('RPUSH', KEYS[3], unpack(keep)) end
               end
             end
             return reply
