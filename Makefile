@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build release run stop test unit-test lint format deploy-check image-check chaos fuzz bench clean
+.PHONY: deps build release run stop test unit-test lint format deploy-check image-check deployment deployment-stop deployment-test chaos fuzz bench clean
 
 deps:            ## install the Debian packages (only what is missing)
 	scripts/install-deps.sh
@@ -32,11 +32,22 @@ lint:            ## swift format (the toolchain's) in lint mode with the committ
 deploy-check:    ## validates every file under deploy/ with the tool that consumes it (promtool, amtool, haproxy, kubernetes-validate, docker-compose config, systemd-analyze, …; ~10 s)
 	scripts/check-deploy.sh
 
-image-check: release  ## the runtime image without Docker: debootstrap bookworm, install only deploy/container/runtime-packages.txt, run both executables in it (root, ~1 min + download)
-	scripts/check-deploy.sh --rootfs
+image-check: deps  ## the runtime image without Docker: static-stdlib release builds (as the Dockerfile's, in .build-static; ~10 min the first time), debootstrap bookworm, only deploy/container/runtime-packages.txt, both executables and one heartbeat in it (root)
+	swift build -c release --static-swift-stdlib --scratch-path .build-static --product heartbeat-ingest
+	swift build -c release --static-swift-stdlib --scratch-path .build-static --product heartbeat-monitor
+	HEARTBEAT_IMAGE_BIN=.build-static/release scripts/check-deploy.sh --rootfs
 
 format:          ## rewrites the sources as `make lint` wants them
 	swift format format --in-place --recursive --parallel Sources Tests Package.swift
+
+deployment: build  ## the whole system on loopback under .run/deployment: Redis (AOF), PostgreSQL, Kafka mock, 3 gateways behind haproxy, 2 monitors, Prometheus, Alertmanager; prints what runs where
+	python3 scripts/deployment.py start $(DEPLOYMENT_ARGS)
+
+deployment-stop:   ## stops what `make deployment` started
+	python3 scripts/deployment.py stop
+
+deployment-test: build  ## that deployment's integration test: loadgen through haproxy, a gateway and the leader SIGKILLed twice each, audit, alerts, every dashboard query (~3.5 min; own run dir and ports)
+	python3 scripts/deployment.py test $(DEPLOYMENT_ARGS)
 
 chaos: build     ## loadgen while Redis, PostgreSQL, Kafka and the leader monitor fail in turn, then audits (~3.5 min; own services under .run/chaos)
 	python3 scripts/chaos.py

@@ -46,6 +46,10 @@ usage: scripts/chaos.py [--short] [--bin DIR] [--devices N] [--duration S] ...
 import argparse, fcntl, heapq, itertools, json, math, os, re, shutil, signal, socket, subprocess, sys, threading, time
 import urllib.error, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (after the path insert)
+from harness import HarnessError, Interrupted, stamp  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 ADMIN_TOKEN = "chaos-admin-token-0123456789"
@@ -91,34 +95,14 @@ print_lock = threading.Lock()
 stop_event = threading.Event()
 
 
-class Interrupted(BaseException):
-    pass
-
-
-class HarnessError(Exception):
-    pass
-
-
-def stamp(at=None):
-    at = time.time() if at is None else at
-    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
-
-
 def log(message):
     with print_lock:
         print(f"chaos: {stamp()} [{time.time() - T_START:6.1f}s] {message}", flush=True)
 
 
 def wait_until(predicate, timeout, poll=0.05):
-    """Polls predicate until it returns a truthy value (returned) or timeout seconds pass (None)."""
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() >= deadline:
-            return None
-        time.sleep(poll)
+    """Polls predicate (every 50 ms here) until it is truthy (returned) or timeout seconds pass (None)."""
+    return harness.wait_until(predicate, timeout, poll)
 
 
 # ---------------------------------------------------------------- services
@@ -251,16 +235,8 @@ class Proc:
 
 
 def http_get(port, path, timeout=1.0, token=False):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token:
-        request.add_header("Authorization", f"Bearer {ADMIN_TOKEN}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return reply.status, reply.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except (OSError, ValueError):
-        return None, ""
+    return harness.http(f"http://127.0.0.1:{port}{path}", timeout=timeout,
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"} if token else None)
 
 
 def readyz(proc):
@@ -337,42 +313,8 @@ class Watcher(threading.Thread):
 
 # ---------------------------------------------------------------- loadgen output
 
-class LoadgenReader(threading.Thread):
-    """Reads the loadgen's stdout: keeps every line in loadgen.log, echoes progress every 5 s and
-    everything else, notes when it starts beating and its latest counters."""
-
-    PROGRESS = re.compile(r"^t=(\d+)s sent=(\d+) ok=(\d+) errors=\[([^\]]*)\]")
-
-    def __init__(self, popen, path):
-        super().__init__(daemon=True)
-        self.popen, self.path = popen, path
-        self.started_at = None
-        self.latest = {"sent": 0, "ok": 0, "errors": {}}
-        self.lines = []
-
-    def run(self):
-        with open(self.path, "w") as out:
-            for line in self.popen.stdout:
-                line = line.rstrip("\n")
-                out.write(line + "\n")
-                out.flush()
-                self.lines.append(line)
-                match = self.PROGRESS.match(line)
-                if match:
-                    errors = dict((k, int(v)) for k, v in (e.split(":") for e in match.group(4).split()))
-                    self.latest = {"sent": int(match.group(2)), "ok": int(match.group(3)), "errors": errors}
-                    if args.verbose or int(match.group(1)) % 5 == 0:
-                        log(f"loadgen | {line}")
-                    continue
-                if line.startswith("simulating "):
-                    self.started_at = time.time()
-                log(f"loadgen | {line}")
-
-
 def errors_delta(before, after):
-    keys = sorted(set(before["errors"]) | set(after["errors"]))
-    delta = {k: after["errors"].get(k, 0) - before["errors"].get(k, 0) for k in keys}
-    return " ".join(f"{k}:{v}" for k, v in delta.items() if v) or "none"
+    return " ".join(f"{k}:{v}" for k, v in harness.errors_between(before, after).items()) or "none"
 
 
 # ---------------------------------------------------------------- faults
@@ -825,7 +767,7 @@ try:
                                env=dict(os.environ, CHAOS_RUN_DIR=RUN))
     with open(PIDS_FILE, "a") as f:
         f.write(f"{loadgen.pid}\n")
-    reader = LoadgenReader(loadgen, os.path.join(RUN, "loadgen.log"))
+    reader = harness.LoadgenReader(loadgen, os.path.join(RUN, "loadgen.log"), log, args.verbose)
     reader.start()
     if not wait_until(lambda: reader.started_at or loadgen.poll() is not None, 120, poll=0.05) or reader.started_at is None:
         raise HarnessError(f"the loadgen did not start beating within 120 s (exit {loadgen.poll()}); see {reader.path}")

@@ -27,6 +27,12 @@ swift test --no-parallel "$@"
 # kubernetes-validate, docker-compose config, systemd-analyze, haproxy -c, …).
 scripts/check-deploy.sh
 
+# The deployment on loopback (3 gateways behind haproxy, 2 monitors, Prometheus, Alertmanager):
+# heartbeat-loadgen through haproxy while a gateway and the leader are SIGKILLed, then the audit, the
+# alerts and every dashboard query (own run dir and ports, .run/deployment-test-short, ~1 min);
+# `make deployment-test` is the long one.
+python3 scripts/deployment.py test --short
+
 # Both HTTP APIs fuzzed from docs/openapi.yaml (schemathesis from PyPI, test tooling only), on
 # their own services under .run/fuzz; `make fuzz` is the long run.
 python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet 'schemathesis>=4,<5'
