@@ -130,6 +130,21 @@ def log(message):
         print(f"deployment: {stamp()} [{time.time() - T_START:6.1f}s] {message}", flush=True)
 
 
+def product_settings():
+    """The names of the README's configuration table (REDIS_URL, POSTGRES_URL, ADMIN_TOKEN, …)."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text.split("## Configuration (environment)", 1)[-1].split("\n## ", 1)[0]
+    return {name for row in section.splitlines() if row.startswith("| `") for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def inherited_environment():
+    """This process's environment without the product's own settings and their `_FILE` forms: a
+    caller's POSTGRES_URL (make test exports its own) must not reach a deployment's processes,
+    which get theirs explicitly (and would refuse POSTGRES_URL next to POSTGRES_URL_FILE)."""
+    names = product_settings()
+    return {k: v for k, v in os.environ.items() if k not in names and not (k.endswith("_FILE") and k[:-5] in names)}
+
+
 def port_list(text):
     try:
         ports = [int(p) for p in text.split(",") if p.strip()]
@@ -545,7 +560,7 @@ class Component:
             raise HarnessError(f"{binary} missing (a rebuild in progress?)")
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
-        env = dict(os.environ, **self.env, **(extra_env or {}))
+        env = dict(inherited_environment(), **self.env, **(extra_env or {}))
         env[TAG] = self.s["run_dir"]
         with open(self.log_path, "a") as out:
             out.write(f"==== deployment.py: starting {self.name} at {stamp()}\n")
