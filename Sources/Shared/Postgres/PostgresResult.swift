@@ -11,12 +11,6 @@ public struct PostgresResult: Sendable {
         self.affectedRows = affectedRows
     }
 
-    /// The value of `column` in row `row`; `nil` for SQL NULL or an unknown column.
-    public func value(_ row: Int, _ column: String) -> String? {
-        guard let index = columns.firstIndex(of: column) else { return nil }
-        return rows[row][index]
-    }
-
     /// The first column of the first row.
     public var scalar: String? { rows.first?.first ?? nil }
 }
