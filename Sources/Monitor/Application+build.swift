@@ -86,12 +86,14 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     BuildInfo.publish(program: "heartbeat-monitor")
     var services: [any Service] = [redis, apiPool, outboxPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay, census]
     if let url = configuration.alertWebhookURL {
-        // its client listed first: stopped after the alerter
+        // its client and connection listed first: stopped after the alerter; a connection of its
+        // own, so the Kafka relay never waits behind a re-post of every offline device
         let alertmanager = AlertmanagerClient(baseURL: url)
-        services.insert(alertmanager, at: services.firstIndex { $0 is KafkaEventPublisher } ?? 0)
+        let alertPool = PostgresPool(url: configuration.postgresURL, applicationName: "heartbeat-monitor-alerts", size: 1)
+        services.insert(contentsOf: [alertPool, alertmanager] as [any Service], at: services.firstIndex { $0 is KafkaEventPublisher } ?? 0)
         services.append(
             Alerter(
-                store: PostgresAlertStore(db: outboxPool), sink: alertmanager, rules: AlertRules(validFor: configuration.alertResendInterval * 4),
+                store: PostgresAlertStore(db: alertPool), sink: alertmanager, rules: AlertRules(validFor: configuration.alertResendInterval * 4),
                 stormGuard: stormGuard, leadership: leadership, pollInterval: max(configuration.pollInterval, .milliseconds(500)),
                 resendInterval: configuration.alertResendInterval, metrics: metrics, logger: logger))
     }
