@@ -67,7 +67,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
         devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: leadership,
         checkInterval: min(configuration.scanInterval, .milliseconds(250)), metrics: metrics, logger: logger)
     let reconciler = Reconciler(
-        devices: devices, liveness: liveness, keys: keys, leadership: leadership,
+        devices: devices, registry: cache, liveness: liveness, keys: keys, leadership: leadership,
         interval: configuration.reconcileInterval, metrics: metrics, logger: logger)
 
     let census = FleetCensus(

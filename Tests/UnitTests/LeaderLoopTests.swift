@@ -17,6 +17,16 @@ import Testing
         #expect(due == [true, false, true, true, false])
     }
 
+    @Test func aLoopThatWaitsForItsFirstRoundDoesNotRunAtANewLease() {
+        let leadership = Leadership()
+        var schedule = LeaderLoop.Schedule(interval: .seconds(300), runsAtNewLease: false)
+        let start = ContinuousClock.now
+        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        var due: [Bool] = []
+        for seconds in [0, 299, 300, 301] { due.append(schedule.isDue(lease, now: start + .seconds(seconds))) }
+        #expect(due == [false, false, true, false])
+    }
+
     @Test func aRepeatedErrorIsLoggedOncePerQuietPeriod() {
         var log = LeaderLoop.FailureLog(quietPeriod: .seconds(10))
         let start = ContinuousClock.now

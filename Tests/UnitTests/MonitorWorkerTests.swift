@@ -152,10 +152,26 @@ import Testing
         devices.add(DeviceID.random(), status: .offline, lastHeartbeatMs: 9)
         let leadership = Leadership()
         let reconciler = Reconciler(
-            devices: devices, liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
+            devices: devices, registry: RecordingRegistryCache(), liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
             metrics: MonitorMetrics(), logger: Self.logger)
         #expect(try await reconciler.reconcile(leadership.grant(.init(connection: nil, backendPID: 0))) == 1)
         #expect(liveness.state.withLock { $0.online[keys.bucket(of: lost)]?[lost] } == 7)
+    }
+
+    @Test func reconcilerLeavesBucketsWhoseRegistryIsNotLoadedToTheReseed() async throws {
+        let liveness = InMemoryLivenessStore()
+        let keys = KeySchema(buckets: 1)
+        let lost = DeviceID.random()
+        let devices = InMemoryDeviceRepository()
+        devices.add(lost, status: .online, lastHeartbeatMs: 7)
+        let registry = RecordingRegistryCache()
+        registry.unloaded.withLock { $0 = [0] }
+        let leadership = Leadership()
+        let reconciler = Reconciler(
+            devices: devices, registry: registry, liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
+            metrics: MonitorMetrics(), logger: Self.logger)
+        #expect(try await reconciler.reconcile(leadership.grant(.init(connection: nil, backendPID: 0))) == 0)
+        #expect(liveness.state.withLock { $0.online[0]?[lost] } == nil)
     }
 
     @Test func reseedWritesTheBucketsBackAndShiftsScoresByTheBlindWindow() async throws {
@@ -242,5 +258,6 @@ final class RecordingRegistryCache: RegistryCache {
     func latest(_ device: DeviceID) async throws -> (payload: HeartbeatPayload?, receivedAt: UTCTimestamp?) { (nil, nil) }
     func markLoaded(buckets: [Int]) async throws { loaded.withLock { $0 += buckets } }
     func recordBucketCount() async throws {}
-    func unloadedBuckets() async throws -> [Int] { [] }
+    let unloaded = Mutex<[Int]>([])
+    func unloadedBuckets() async throws -> [Int] { unloaded.withLock { $0 } }
 }

@@ -20,10 +20,12 @@ struct LeaderLoop: Sendable {
     var onError: @Sendable (any Error, Leadership.Lease) -> Void = { _, _ in }
     /// How long a repeated error stays unlogged.
     var quietPeriod: Duration = .seconds(10)
+    /// Whether a new lease runs a round at once (false: its first round comes an interval after it).
+    var runsAtNewLease = true
 
     /// Runs `round` until shutdown. `round` returns true when it did work and should run again now.
     func run(_ round: @Sendable (Leadership.Lease) async throws -> Bool) async {
-        var schedule = Schedule(interval: interval)
+        var schedule = Schedule(interval: interval, runsAtNewLease: runsAtNewLease)
         var failures = FailureLog(quietPeriod: quietPeriod)
         for await _ in AsyncTimerSequence(interval: min(interval, Duration.milliseconds(250)), clock: .continuous).cancelOnGracefulShutdown() {
             guard let lease = leadership.current, schedule.isDue(lease, now: .now) else { continue }
@@ -41,18 +43,30 @@ struct LeaderLoop: Sendable {
         }
     }
 
-    /// When a round is due: `interval` after the last one, or at once for a new lease.
+    /// When a round is due: `interval` after the last one, and for a new lease at once (or, when
+    /// it does not run at once, an interval after the lease began).
     struct Schedule {
         let interval: Duration
+        let runsAtNewLease: Bool
         var lastRound: ContinuousClock.Instant?
         var lastEpoch: Int?
 
-        init(interval: Duration) { self.interval = interval }
+        init(interval: Duration, runsAtNewLease: Bool = true) {
+            self.interval = interval
+            self.runsAtNewLease = runsAtNewLease
+        }
 
         mutating func isDue(_ lease: Leadership.Lease, now: ContinuousClock.Instant) -> Bool {
-            let due = lease.epoch != lastEpoch || lastRound.map { now - $0 >= interval } ?? true
-            if due { (lastRound, lastEpoch) = (now, lease.epoch) }
-            return due
+            if lease.epoch != lastEpoch {
+                lastEpoch = lease.epoch
+                lastRound = now
+                return runsAtNewLease
+            }
+            guard let last = lastRound, now - last < interval else {
+                lastRound = now
+                return true
+            }
+            return false
         }
     }
 

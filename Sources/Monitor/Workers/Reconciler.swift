@@ -7,8 +7,13 @@ import ServiceLifecycle
 /// replica promoted before it had the write) would otherwise stay online forever; it is put back in
 /// its online set with its last heartbeat as the score, so the scanner declares it offline
 /// `OFFLINE_AFTER` after that heartbeat (at once when that is past), through the storm guard as usual.
+///
+/// The first pass comes an interval after this instance began leading, not at once: a new leader
+/// after a Redis loss must let the registry re-seed put devices back with their blind window first.
+/// Buckets whose registry is not loaded (re-seed pending) are skipped for the same reason.
 struct Reconciler: Service {
     let devices: any DeviceRepository
+    let registry: any RegistryCache
     let liveness: any LivenessStore
     let keys: KeySchema
     let leadership: Leadership
@@ -20,7 +25,9 @@ struct Reconciler: Service {
     var streamLimit = 10_000
 
     func run() async throws {
-        await LeaderLoop(leadership: leadership, interval: interval, name: "reconciliation", logger: logger).run { lease in
+        var loop = LeaderLoop(leadership: leadership, interval: interval, name: "reconciliation", logger: logger)
+        loop.runsAtNewLease = false
+        await loop.run { lease in
             let repaired = try await reconcile(lease)
             if repaired > 0 {
                 metrics.reconcileRepaired.increment(by: repaired)
@@ -36,12 +43,13 @@ struct Reconciler: Service {
     func reconcile(_ lease: Leadership.Lease) async throws -> Int {
         var after: DeviceID?
         var repaired = 0
+        let unloaded = Set(try await registry.unloadedBuckets())
         while leadership.holds(lease) {
             let page = try await devices.online(after: after, limit: 2000)
             guard let last = page.last else { break }
             after = last.id
             let byBucket = Dictionary(grouping: page.map { ScoredDevice(id: $0.id, scoreMs: $0.lastHeartbeatMs) }) { keys.bucket(of: $0.id) }
-            for (bucket, scored) in byBucket where leadership.holds(lease) {
+            for (bucket, scored) in byBucket where leadership.holds(lease) && !unloaded.contains(bucket) {
                 repaired += try await restore(scored, bucket: bucket)
             }
         }
