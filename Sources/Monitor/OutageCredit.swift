@@ -34,6 +34,10 @@ struct OutageCredit: Sendable, Equatable {
         if unreachableSince == nil { unreachableSince = now }
     }
 
+    /// True between a failed probe and the next one that reaches Redis: the outage is not over as
+    /// far as the probes know, so its length (the credit) is not known yet either.
+    var isOngoing: Bool { unreachableSince != nil }
+
     /// What the scanner adds to `OFFLINE_AFTER` at `now`.
     func currentCredit(at now: ContinuousClock.Instant) -> Duration {
         guard let creditUntil, now < creditUntil else { return .zero }

@@ -12,4 +12,6 @@ final class RedisOutages: Sendable {
     func reached() -> Duration? { state.withLock { $0.reached(at: .now) } }
     func missed() { state.withLock { $0.missed(at: .now) } }
     var credit: Duration { state.withLock { $0.currentCredit(at: .now) } }
+    /// True while the elector's probes have not reached Redis again since one failed.
+    var isOngoing: Bool { state.withLock { $0.isOngoing } }
 }

@@ -43,6 +43,24 @@ import Testing
         #expect(store.state.withLock { $0.online.values.map(\.count).reduce(0, +) } == 20)
     }
 
+    @Test func scannerWaitsWhileTheProbesHaveNotSeenRedisBack() async throws {
+        let store = InMemoryLivenessStore()
+        Self.add(store, count: 3, bucket: 0, silentSeconds: 700)
+        Self.add(store, count: 90, bucket: 1, silentSeconds: 1)
+        let leadership = Leadership()
+        let outages = RedisOutages(offlineAfter: .seconds(600))
+        let scanner = OfflineScanner(
+            store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600), outages: outages,
+            scanInterval: .seconds(60), batchSize: 10,
+            stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 50, fraction: 0.5, maxHold: .seconds(900)))),
+            metrics: MonitorMetrics(), logger: Self.logger)
+        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        outages.missed()
+        #expect(try await scanner.scan(lease).declaredOffline == 0)
+        outages.reached()
+        #expect(try await scanner.scan(lease).declaredOffline == 3)
+    }
+
     @Test func scannerHoldsAStormAndDeclaresNothing() async throws {
         let store = InMemoryLivenessStore()
         Self.add(store, count: 8, bucket: 0, silentSeconds: 700)

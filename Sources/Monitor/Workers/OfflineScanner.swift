@@ -57,6 +57,9 @@ final class OfflineScanner: Service, Sendable {
     func scan(_ lease: Leadership.Lease) async throws -> Report {
         let started = ContinuousClock.now
         defer { metrics.scanDuration.recordInterval(since: started) }
+        // Redis just came back but the elector's probe has not seen it yet: the outage's length (the
+        // devices' credit) is not known, and a scan now would count the outage as silence
+        guard !outages.isOngoing else { return Report() }
         // silence the devices could not help (Redis out of reach) does not count
         let silenceAllowed = offlineAfter + outages.credit
         var report = Report()
