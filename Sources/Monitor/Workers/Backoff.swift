@@ -2,14 +2,14 @@ import Synchronization
 
 /// Exponential backoff between failed rounds: 200 ms doubling to 5 s, reset by a success.
 final class Backoff: Sendable {
-    private let state = Mutex<(delay: Duration, due: Bool)>((.milliseconds(200), false))
+    private let state: Mutex<(delay: Duration, due: Bool)>
     let initial: Duration
     let maximum: Duration
 
     init(initial: Duration = .milliseconds(200), maximum: Duration = .seconds(5)) {
         self.initial = initial
         self.maximum = maximum
-        state.withLock { $0.delay = initial }
+        self.state = Mutex((initial, false))
     }
 
     func failed() {
