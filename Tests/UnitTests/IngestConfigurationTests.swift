@@ -22,6 +22,17 @@ import Testing
         #expect(config.http.idleTimeout == .seconds(30))
         #expect(config.http.maxConnections == HTTPServerLimits.defaultMaxConnections)
         #expect(config.logLevel == .info)
+        #expect(config.redis.clusterNodes == nil)
+    }
+
+    @Test func clusterSeedNodesSwitchToClusterModeKeepingTheURLsCredentials() throws {
+        let config = try configuration([
+            "REDIS_CLUSTER_NODES": "10.0.0.1:7001, 10.0.0.2:7002,redis-3.internal:7003", "REDIS_URL": "redis://:pw@ignored:1",
+        ])
+        #expect(config.redis.clusterNodes?.map(\.description) == ["10.0.0.1:7001", "10.0.0.2:7002", "redis-3.internal:7003"])
+        #expect(config.redis.endpoint.password == "pw")
+        // a cluster has database 0 only
+        #expect(throws: ConfigurationError.self) { try configuration(["REDIS_CLUSTER_NODES": "h:1", "REDIS_URL": "redis://h:1/2"]) }
     }
 
     @Test func aMalformedURLIsReportedWithoutItsPassword() throws {
@@ -55,6 +66,7 @@ import Testing
         ("HTTP_PORT", "eighty"), ("HTTP_PORT", "70000"), ("REDIS_URL", "localhost:6379"), ("BUCKETS", "0"),
         ("BUCKETS", "1.5"), ("REDIS_TIMEOUT_SECONDS", "-1"), ("REDIS_TIMEOUT_SECONDS", "0"), ("LOG_LEVEL", "loud"),
         ("HEARTBEAT_MIN_INTERVAL_SECONDS", "soon"), ("HTTP_IDLE_TIMEOUT_SECONDS", "0"), ("HTTP_MAX_CONNECTIONS", "none"),
+        ("REDIS_CLUSTER_NODES", "h"), ("REDIS_CLUSTER_NODES", "h:1,h:x"), ("REDIS_CLUSTER_NODES", ","),
     ])
     func rejectsBadValuesNamingTheVariable(variable: String, value: String) {
         do {

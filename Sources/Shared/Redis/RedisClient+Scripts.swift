@@ -20,12 +20,14 @@ extension RedisClient {
         return reply
     }
 
-    /// Loads scripts into Redis's cache ahead of their first use.
+    /// Loads scripts into Redis's cache (every primary's, in cluster mode) ahead of their first use.
     public func load(_ scripts: [RedisScript]) async throws {
         for script in scripts {
-            let reply = try await execute(["SCRIPT", "LOAD", script.source])
-            guard reply.string == script.sha1 else {
-                throw RedisError.unexpectedReply("SCRIPT LOAD of \(script.name) returned \(reply)")
+            for reply in try await sendToEachPrimary(["SCRIPT", "LOAD", script.source]) {
+                if case .error(let message) = reply { throw RedisError.server(message) }
+                guard reply.string == script.sha1 else {
+                    throw RedisError.unexpectedReply("SCRIPT LOAD of \(script.name) returned \(reply)")
+                }
             }
         }
     }

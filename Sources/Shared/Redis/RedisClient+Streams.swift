@@ -72,12 +72,18 @@ extension RedisClient {
         try await execute(["XRANGE", stream, start, end]).array?.count ?? 0
     }
 
-    /// The server's `run_id` (changes when Redis restarts).
+    /// The server's `run_id` (changes when Redis restarts); in cluster mode the primaries' run ids
+    /// joined by `,` (changes when any primary restarts or a replica takes over).
     public func serverRunID() async throws -> String? {
-        guard let info = try await execute(["INFO", "server"]).string,
-            let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") })
-        else { return nil }
-        return String(line.dropFirst("run_id:".count))
+        var runIDs: [Substring] = []
+        for reply in try await sendToEachPrimary(["INFO", "server"]) {
+            if case .error(let message) = reply { throw RedisError.server(message) }
+            guard let info = reply.string,
+                let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") })
+            else { return nil }
+            runIDs.append(line.dropFirst("run_id:".count))
+        }
+        return runIDs.joined(separator: ",")
     }
 
     /// The value after `name` in a flat `XINFO` reply.

@@ -9,6 +9,10 @@ import Synchronization
 /// pipeline. Broken connections are replaced on the next command; connecting and waiting for a
 /// reply are bounded by ``Configuration/timeout`` and surface as ``RedisError/timeout``.
 ///
+/// With ``Configuration/clusterNodes`` set, it speaks to a Redis Cluster instead: each command
+/// goes to the primary of its key's slot, over that node's own pipelined connections (see
+/// ``RedisClusterRouter``); commands without a key go to any primary.
+///
 /// Run it as a `Service` so it closes its connections at graceful shutdown, after the services
 /// that use it (list it before them in the `ServiceGroup`).
 public final class RedisClient: Sendable {
@@ -20,32 +24,60 @@ public final class RedisClient: Sendable {
         public var connections: Int
         /// After a failed connect, commands fail at once for this long before the next attempt.
         public var reconnectBackoff: Duration
+        /// Seed nodes of a Redis Cluster: when set, cluster mode (``endpoint``'s host and port are
+        /// then unused; its credentials apply to every node). Connections are per node.
+        public var clusterNodes: [RedisClusterMap.Node]?
 
-        public init(endpoint: RedisEndpoint, timeout: Duration = .seconds(1), connections: Int = 2, reconnectBackoff: Duration = .milliseconds(100)) {
+        public init(
+            endpoint: RedisEndpoint, timeout: Duration = .seconds(1), connections: Int = 2, reconnectBackoff: Duration = .milliseconds(100),
+            clusterNodes: [RedisClusterMap.Node]? = nil
+        ) {
             self.endpoint = endpoint
             self.timeout = timeout
             self.connections = max(1, connections)
             self.reconnectBackoff = reconnectBackoff
+            self.clusterNodes = clusterNodes
         }
     }
 
     private let pipelines: [RedisPipeline]
+    private let cluster: RedisClusterRouter?
     private let next = Atomic<Int>(0)
     let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) {
         self.logger = logger
-        self.pipelines = (0..<configuration.connections).map { index in
-            RedisPipeline(
-                endpoint: configuration.endpoint, timeout: configuration.timeout,
-                reconnectBackoff: configuration.reconnectBackoff, name: "redis-\(index)", logger: logger)
+        if let seeds = configuration.clusterNodes, !seeds.isEmpty {
+            self.cluster = RedisClusterRouter(seeds: seeds, configuration: configuration, logger: logger)
+            self.pipelines = []
+        } else {
+            self.cluster = nil
+            self.pipelines = (0..<configuration.connections).map { index in
+                RedisPipeline(
+                    endpoint: configuration.endpoint, timeout: configuration.timeout,
+                    reconnectBackoff: configuration.reconnectBackoff, name: "redis-\(index)", logger: logger)
+            }
         }
     }
+
+    /// True when speaking to a Redis Cluster.
+    public var isCluster: Bool { cluster != nil }
 
     /// Sends one command and returns its reply. An error reply is returned as ``RedisValue/error(_:)``,
     /// not thrown; transport failures throw ``RedisError``.
     public func send(_ arguments: [String]) async throws -> RedisValue {
-        try await sendEncoded(RedisCommandEncoder.encode(arguments))
+        if let cluster {
+            return try await cluster.send(RedisCommandEncoder.encode(arguments), key: RedisCommandKey.of(arguments))
+        }
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return try await pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments))
+    }
+
+    /// Sends a command without keys to every primary (the one server outside cluster mode) and
+    /// returns their replies, error replies included.
+    public func sendToEachPrimary(_ arguments: [String]) async throws -> [RedisValue] {
+        if let cluster { return try await cluster.sendToEachPrimary(RedisCommandEncoder.encode(arguments)) }
+        return [try await send(arguments)]
     }
 
     /// Sends one command and throws ``RedisError/server(_:)`` for an error reply.
@@ -56,14 +88,10 @@ public final class RedisClient: Sendable {
         return reply
     }
 
-    func sendEncoded(_ command: [UInt8]) async throws -> RedisValue {
-        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        return try await pipelines[index % pipelines.count].send(command)
-    }
-
     /// Finishes queued commands and closes every connection. Later commands fail with ``RedisError/shutdown``.
     public func shutdown() async {
         for pipeline in pipelines { await pipeline.shutdown() }
+        await cluster?.shutdown()
     }
 }
 

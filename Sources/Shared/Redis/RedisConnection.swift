@@ -63,34 +63,49 @@ final class RedisConnection {
 
     /// Writes every command, then reads one reply per command, in order, handing each to `deliver`.
     ///
+    /// - Parameter asking: when given, `asking[i]` sends `ASKING` right before command `i` (a cluster
+    ///   `ASK` redirection); its `+OK` is read and dropped.
     /// - Returns: `nil` when every reply was read; otherwise where and why the pipeline broke.
     ///   After a failure the connection must be dropped.
-    func pipeline(_ commands: [[UInt8]], deliver: (Int, RedisValue) -> Void) -> PipelineFailure? {
-        for command in commands {
-            let status = command.withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) { chars in
-                    redisAppendFormattedCommand(context, chars.baseAddress, chars.count)
-                }
+    func pipeline(_ commands: [[UInt8]], asking: [Bool]? = nil, deliver: (Int, RedisValue) -> Void) -> PipelineFailure? {
+        for (index, command) in commands.enumerated() {
+            if asking?[index] == true, append(Self.askingCommand) != REDIS_OK {
+                return PipelineFailure(error: Self.error(of: context, errno: errno), delivered: 0, safeToRetry: false)
             }
-            if status != REDIS_OK {
+            if append(command) != REDIS_OK {
                 return PipelineFailure(error: Self.error(of: context, errno: errno), delivered: 0, safeToRetry: false)
             }
         }
         for index in commands.indices {
             var reply: UnsafeMutableRawPointer?
-            if redisGetReply(context, &reply) != REDIS_OK || reply == nil {
-                let code = errno
-                let closedEarly =
-                    index == 0
-                    && (context.pointee.err == REDIS_ERR_EOF
-                        || (context.pointee.err == REDIS_ERR_IO && (code == EPIPE || code == ECONNRESET)))
-                return PipelineFailure(error: Self.error(of: context, errno: code), delivered: index, safeToRetry: closedEarly)
+            for read in 0..<(asking?[index] == true ? 2 : 1) {
+                if let previous = reply { freeReplyObject(previous) }  // ASKING's +OK
+                reply = nil
+                if redisGetReply(context, &reply) != REDIS_OK || reply == nil {
+                    let code = errno
+                    let closedEarly =
+                        index == 0 && read == 0
+                        && (context.pointee.err == REDIS_ERR_EOF
+                            || (context.pointee.err == REDIS_ERR_IO && (code == EPIPE || code == ECONNRESET)))
+                    return PipelineFailure(error: Self.error(of: context, errno: code), delivered: index, safeToRetry: closedEarly)
+                }
             }
             let value = Self.value(of: reply!.assumingMemoryBound(to: redisReply.self))
             freeReplyObject(reply)
             deliver(index, value)
         }
         return nil
+    }
+
+    private static let askingCommand = RedisCommandEncoder.encode(["ASKING"])
+
+    /// Appends one RESP-encoded command to hiredis's output buffer.
+    private func append(_ command: [UInt8]) -> Int32 {
+        command.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                redisAppendFormattedCommand(context, chars.baseAddress, chars.count)
+            }
+        }
     }
 
     private static func value(of reply: UnsafeMutablePointer<redisReply>) -> RedisValue {

@@ -25,7 +25,9 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     public var isTransient: Bool {
         switch self {
         case .unavailable, .timeout: true
-        case .server(let message): message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
+        case .server(let message):
+            message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN") || message.hasPrefix("CLUSTERDOWN")
+                || message.hasPrefix("MOVED") || message.hasPrefix("ASK ") || message.hasPrefix("MASTERDOWN")
         case .unexpectedReply, .shutdown: false
         }
     }

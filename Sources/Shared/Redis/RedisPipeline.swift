@@ -13,6 +13,8 @@ import Logging
 final class RedisPipeline: @unchecked Sendable {
     private struct Pending {
         var command: [UInt8]
+        /// Preceded by `ASKING` (a cluster `ASK` redirection).
+        var asking: Bool
         var continuation: CheckedContinuation<RedisValue, any Error>
     }
 
@@ -42,7 +44,8 @@ final class RedisPipeline: @unchecked Sendable {
     }
 
     /// Queues one RESP-encoded command and waits for its reply.
-    func send(_ command: [UInt8]) async throws -> RedisValue {
+    /// - Parameter asking: send `ASKING` right before it, on the same connection (cluster `ASK`).
+    func send(_ command: [UInt8], asking: Bool = false) async throws -> RedisValue {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             if stopping {
@@ -50,7 +53,7 @@ final class RedisPipeline: @unchecked Sendable {
                 continuation.resume(throwing: RedisError.shutdown)
                 return
             }
-            queue.append(Pending(command: command, continuation: continuation))
+            queue.append(Pending(command: command, asking: asking, continuation: continuation))
             if queue.count == 1 { condition.signal() }
             condition.unlock()
         }
@@ -112,7 +115,8 @@ final class RedisPipeline: @unchecked Sendable {
             }
             let commands = remaining.map(\.command)
             let base = remaining.startIndex
-            let failure = connection.pipeline(commands) { index, value in
+            let asking = remaining.contains(where: \.asking) ? remaining.map(\.asking) : nil
+            let failure = connection.pipeline(commands, asking: asking) { index, value in
                 remaining[base + index].continuation.resume(returning: value)
             }
             guard let failure else { return }

@@ -21,6 +21,8 @@ struct MonitorHarness {
     let store: RedisHeartbeatStore
     let database: TestDatabase
     let kafkaBrokers: String
+    /// Set on a cluster: `REDIS_CLUSTER_NODES` for the monitors this harness builds.
+    var clusterNodes: String? = nil
 
     static func start(appendOnly: Bool = false) async throws -> MonitorHarness {
         guard let brokers = ProcessInfo.processInfo.environment["KAFKA_BROKERS"] else {
@@ -35,6 +37,21 @@ struct MonitorHarness {
             database: try await TestDatabase.create(), kafkaBrokers: brokers)
     }
 
+    /// The same on a Redis Cluster: the harness's client and its monitors route by slot
+    /// (``server`` is the cluster's first node).
+    static func start(cluster: RedisClusterNodes) async throws -> MonitorHarness {
+        guard let brokers = ProcessInfo.processInfo.environment["KAFKA_BROKERS"] else {
+            throw TestFailure("KAFKA_BROKERS is not set: run the tests with `make test` (scripts/run-tests.sh starts the Kafka mock)")
+        }
+        let redis = cluster.client()
+        let keys = KeySchema(buckets: 4)
+        return MonitorHarness(
+            server: cluster.nodes[0], redis: redis, registry: DeviceRegistryCache(redis: redis, keys: keys),
+            store: RedisHeartbeatStore(redis: redis, keys: keys, minimumInterval: .zero, historyStreamCap: 100_000),
+            database: try await TestDatabase.create(), kafkaBrokers: brokers,
+            clusterNodes: cluster.seeds.map(\.description).joined(separator: ","))
+    }
+
     func configuration(instance: String = "test-\(UUID().uuidString.prefix(8))", _ extra: [String: String] = [:]) throws -> MonitorConfiguration {
         var environment = [
             "REDIS_URL": server.url, "POSTGRES_URL": database.url, "KAFKA_BROKERS": kafkaBrokers, "BUCKETS": "4",
@@ -42,6 +59,7 @@ struct MonitorHarness {
             "OFFLINE_AFTER_SECONDS": "2", "SCAN_INTERVAL_SECONDS": "0.5", "MONITOR_INSTANCE_ID": instance,
             "MONITOR_POLL_INTERVAL_SECONDS": "0.05",
         ]
+        if let clusterNodes { environment["REDIS_CLUSTER_NODES"] = clusterNodes }
         environment.merge(extra) { $1 }
         return try MonitorConfiguration(reader: ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment)))
     }

@@ -9,16 +9,19 @@ final class RedisServer: @unchecked Sendable {
     let port: Int
     let directory: URL
     private var process: ChildProcess?
+    private let extraArguments: [String]
 
     var url: String { "redis://127.0.0.1:\(port)" }
     var endpoint: RedisEndpoint { RedisEndpoint(host: "127.0.0.1", port: port) }
 
     /// Starts a new server on a free port.
-    static func start(appendOnly: Bool = false) async throws -> RedisServer {
+    /// - Parameter extraArguments: more `redis-server` options (e.g. `--cluster-enabled yes`).
+    static func start(appendOnly: Bool = false, extraArguments: [String] = []) async throws -> RedisServer {
         signal(SIGPIPE, SIG_IGN)  // as the executables do: hiredis writes with plain write(2)
         var lastError: (any Error)?
         for _ in 0..<20 {
-            let server = RedisServer(port: Int.random(in: 20_000..<45_000))
+            // below 45,000: a cluster node also listens on its port + 10,000
+            let server = RedisServer(port: Int.random(in: 20_000..<45_000), extraArguments: extraArguments)
             do {
                 try await server.start(appendOnly: appendOnly)
                 return server
@@ -29,8 +32,9 @@ final class RedisServer: @unchecked Sendable {
         throw lastError ?? TestFailure("could not start redis-server")
     }
 
-    private init(port: Int) {
+    private init(port: Int, extraArguments: [String]) {
         self.port = port
+        self.extraArguments = extraArguments
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("hb-redis-\(port)-\(UUID().uuidString.prefix(8))")
     }
 
@@ -45,7 +49,7 @@ final class RedisServer: @unchecked Sendable {
                 "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
                 "--appendonly", appendOnly ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning",
                 "--enable-debug-command", "local",
-            ])
+            ] + extraArguments)
         self.process = process
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {

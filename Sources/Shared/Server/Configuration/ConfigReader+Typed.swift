@@ -131,17 +131,33 @@ extension ConfigReader {
         return format
     }
 
-    /// The Redis client settings: `REDIS_URL`, `REDIS_TIMEOUT_SECONDS`, `REDIS_CONNECTIONS`.
+    /// The Redis client settings: `REDIS_URL`, `REDIS_TIMEOUT_SECONDS`, `REDIS_CONNECTIONS`, and
+    /// `REDIS_CLUSTER_NODES` (seed nodes `host:port,host:port,…`: cluster mode, `REDIS_URL` then
+    /// gives only the credentials; `REDIS_CONNECTIONS` is per node).
     public func redisClientConfiguration() throws(ConfigurationError) -> RedisClient.Configuration {
         let url = try text("redis.url", default: "redis://127.0.0.1:6379", isSecret: true)
         guard let endpoint = RedisEndpoint(url: url) else {
             throw ConfigurationError(
                 variable: "REDIS_URL", value: Self.redactingPassword(url), reason: "expected redis://[[user]:password@]host[:port][/db]")
         }
+        var clusterNodes: [RedisClusterMap.Node]?
+        if let list = try text("redis.cluster.nodes") {
+            let nodes = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !nodes.isEmpty, nodes.allSatisfy({ RedisClusterMap.Node($0) != nil }) else {
+                throw ConfigurationError(variable: "REDIS_CLUSTER_NODES", value: list, reason: "expected host:port,host:port,… (seed nodes)")
+            }
+            guard endpoint.database == 0 else {
+                throw ConfigurationError(
+                    variable: "REDIS_URL", value: Self.redactingPassword(url),
+                    reason: "names database \(endpoint.database): a Redis Cluster has only database 0")
+            }
+            clusterNodes = nodes.compactMap { RedisClusterMap.Node($0) }
+        }
         return RedisClient.Configuration(
             endpoint: endpoint,
             timeout: try seconds("redis.timeout.seconds", default: 1),
-            connections: try integer("redis.connections", default: 1, in: 1...64)
+            connections: try integer("redis.connections", default: 1, in: 1...64),
+            clusterNodes: clusterNodes
         )
     }
 
