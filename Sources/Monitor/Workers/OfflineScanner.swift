@@ -111,12 +111,20 @@ final class OfflineScanner: Service, Sendable {
             break
         }
         let cutoff = nowMs - silenceAllowed.milliseconds
-        for bucket in buckets where perBucket[bucket, default: 0] > 0 {
-            while leadership.holds(lease) {
-                let (declared, remaining) = try await store.declareOffline(bucket: bucket, cutoffMs: cutoff, limit: batchSize)
-                report.declaredOffline += declared
-                if declared == 0 || remaining == 0 { break }
+        // buckets at once: on a Redis Cluster each is on its node, and the nodes work in parallel
+        report.declaredOffline = try await withThrowingTaskGroup(of: Int.self) { group in
+            for bucket in buckets where perBucket[bucket, default: 0] > 0 {
+                group.addTask {
+                    var declaredInBucket = 0
+                    while self.leadership.holds(lease) {
+                        let (declared, remaining) = try await self.store.declareOffline(bucket: bucket, cutoffMs: cutoff, limit: self.batchSize)
+                        declaredInBucket += declared
+                        if declared == 0 || remaining == 0 { break }
+                    }
+                    return declaredInBucket
+                }
             }
+            return try await group.reduce(0, +)
         }
         if report.declaredOffline > 0 {
             stormGuard.withLock { $0.recordDeclared(report.declaredOffline, nowMs: nowMs) }
