@@ -57,7 +57,7 @@ struct App {
                                              storm guard (defaults 0.5, 50, 900)
           MONITOR_INSTANCE_ID                consumer name (default host-pid)
           MONITOR_POLL_INTERVAL_SECONDS      idle pause of applier, history writer, relay (default 0.1)
-          SCAN_BATCH_SIZE, APPLY_BATCH_SIZE  per script call / per apply batch (defaults 2000, 1000)
+          SCAN_BATCH_SIZE, APPLY_BATCH_SIZE  per script call / per apply batch (defaults 2000, 5000)
           OUTBOX_BATCH_SIZE                  outbox rows per topic per round (default 500)
           RECONCILE_INTERVAL_SECONDS         PostgreSQL/Redis online reconciliation period (default 300)
           LEADER_REDIS_TIMEOUT_SECONDS       a leader without Redis this long gives up the lock (default 10)

@@ -89,7 +89,7 @@ struct MonitorConfiguration: Sendable {
         instanceID = try reader.text(
             "monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
-        applyBatchSize = try reader.integer("apply.batch.size", default: 1000, in: 1...100_000)
+        applyBatchSize = try reader.integer("apply.batch.size", default: 5000, in: 1...100_000)
         pollInterval = try reader.seconds("monitor.poll.interval.seconds", default: 0.1)
         reconcileInterval = try reader.seconds("reconcile.interval.seconds", default: 300)
         leaderRedisTimeout = try reader.seconds("leader.redis.timeout.seconds", default: 10)

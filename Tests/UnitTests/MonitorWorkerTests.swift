@@ -247,6 +247,31 @@ import Testing
         #expect(!leaderA.isLeader)
     }
 
+    @Test func aClusterPrimaryDownKeepsTheLeaderButCountsAsAnOutage() async throws {
+        let redis = InMemoryLivenessStore()
+        let leadership = Leadership()
+        let outages = RedisOutages(offlineAfter: .seconds(600))
+        let elector = LeaderElector(
+            lock: InMemoryLeaderLock(server: InMemoryLeaderLock.Server()), liveness: redis, instanceID: "test", leadership: leadership,
+            checkInterval: .seconds(1), redisTimeout: .milliseconds(50), outages: outages, redisRunID: RunIDWatch(),
+            metrics: MonitorMetrics(), logger: Self.logger)
+        var reached = ContinuousClock.now
+        await elector.elect(redisReachedAt: &reached)
+        #expect(leadership.isLeader)
+        // one primary down (a failover under way): the others answer, so the leader stays past the
+        // timeout, while the scanner sees an outage it will credit the devices with
+        redis.state.withLock { $0.partlyReachable = true }
+        await elector.elect(redisReachedAt: &reached)
+        try await Task.sleep(for: .milliseconds(80))
+        await elector.elect(redisReachedAt: &reached)
+        #expect(leadership.isLeader)
+        #expect(outages.isOngoing)
+        redis.state.withLock { $0.partlyReachable = false }
+        await elector.elect(redisReachedAt: &reached)
+        #expect(!outages.isOngoing)
+        #expect(outages.credit > .zero)
+    }
+
     @Test func aLeaderWhoseLockSessionBrokeStepsDown() async throws {
         let server = InMemoryLeaderLock.Server()
         let leadership = Leadership()

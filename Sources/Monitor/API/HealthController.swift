@@ -34,7 +34,7 @@ struct HealthController<Context: RequestContext> {
     }
 
     private func readiness() async -> EditedResponse<Readiness> {
-        let redisOK = await liveness.probe() != nil
+        let redisOK = await liveness.probe().runID != nil
         let postgresOK = (try? await devices.ping()) != nil
         let readiness = Readiness(
             status: redisOK && postgresOK ? "ready" : "not_ready", redis: redisOK ? "ok" : "unreachable",

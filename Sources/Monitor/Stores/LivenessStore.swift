@@ -18,9 +18,20 @@ protocol LivenessStore: Sendable {
     func seedOnline(_ device: ScoredDevice, bucket: Int) async throws
     /// Redis's clock, ms since the epoch.
     func nowMs() async throws -> Int64
-    /// Redis's `run_id` when it answers (within the client's timeout; it changes when Redis
-    /// restarts), `nil` when it does not.
-    func probe() async -> String?
+    /// Whether Redis answers (within the client's timeout), and its `run_id`.
+    func probe() async -> RedisProbe
+}
+
+/// What one probe of Redis found.
+struct RedisProbe: Sendable, Equatable {
+    /// The `run_id` (changes when Redis restarts; on a cluster, the primaries' joined) when all of
+    /// Redis answered; `nil` when any of it did not (a cluster primary down: its devices cannot beat).
+    var runID: String?
+    /// Some of Redis answered: on a cluster with a primary down, the monitor's path to Redis still
+    /// works, so it keeps leading (a standby would see the same cluster).
+    var reachable: Bool
+
+    static let unreachable = RedisProbe(runID: nil, reachable: false)
 }
 
 /// One bucket's count from ``LivenessStore/countStale(bucket:silenceAllowed:)``.

@@ -8,8 +8,11 @@ import ServiceLifecycle
 ///
 /// The lock alone does not make a useful leader: every worker needs Redis too. A leader that has
 /// not reached Redis for `redisTimeout` gives the lock up, and an instance bids for it only while
-/// Redis answers, so a standby with a working Redis path takes over. The same probe notes Redis
-/// outages (the scanner's credit) and restarts (its `run_id`, for the history writer).
+/// Redis answers, so a standby with a working Redis path takes over. On a cluster, reaching some
+/// primaries counts: with one primary down (a failover in progress) every instance sees the same,
+/// and handing over would only leave the healthy buckets without a leader. The same probe notes
+/// Redis outages, any part of Redis out of reach (the scanner's credit), and restarts (its
+/// `run_id`, for the history writer).
 struct LeaderElector: Service {
     let lock: any LeaderLock
     let liveness: any LivenessStore
@@ -41,10 +44,10 @@ struct LeaderElector: Service {
 
     /// One round: probe Redis, then check the lock (leader) or bid for it (standby).
     func elect(redisReachedAt: inout ContinuousClock.Instant) async {
-        let runID = await liveness.probe()
-        if let runID {
+        let probe = await liveness.probe()
+        if probe.reachable { redisReachedAt = .now }
+        if let runID = probe.runID {
             redisRunID.observe(runID)
-            redisReachedAt = .now
             if let outage = outages.reached() {
                 logger.warning(
                     "Redis reachable again; devices get the outage on top of OFFLINE_AFTER for one OFFLINE_AFTER",
@@ -66,7 +69,7 @@ struct LeaderElector: Service {
                     metrics.leader.record(0)
                     try await lock.release()
                 }
-            } else if runID != nil, let session = try await lock.tryAcquire() {
+            } else if probe.reachable, let session = try await lock.tryAcquire() {
                 let lease = leadership.grant(session)
                 metrics.leader.record(1)
                 metrics.leaderTerms.increment()

@@ -75,15 +75,21 @@ extension RedisClient {
     /// The server's `run_id` (changes when Redis restarts); in cluster mode the primaries' run ids
     /// joined by `,` (changes when any primary restarts or a replica takes over).
     public func serverRunID() async throws -> String? {
-        var runIDs: [Substring] = []
+        var runIDs: [String] = []
         for reply in try await sendToEachPrimary(["INFO", "server"]) {
             if case .error(let message) = reply { throw RedisError.server(message) }
-            guard let info = reply.string,
-                let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") })
-            else { return nil }
-            runIDs.append(line.dropFirst("run_id:".count))
+            guard let runID = Self.runID(inInfo: reply) else { return nil }
+            runIDs.append(runID)
         }
         return runIDs.joined(separator: ",")
+    }
+
+    /// The `run_id` line of an `INFO server` reply.
+    public static func runID(inInfo reply: RedisValue) -> String? {
+        guard let info = reply.string, let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("run_id:") }) else {
+            return nil
+        }
+        return String(line.dropFirst("run_id:".count))
     }
 
     /// The value after `name` in a flat `XINFO` reply.

@@ -74,10 +74,20 @@ public final class RedisClient: Sendable {
     }
 
     /// Sends a command without keys to every primary (the one server outside cluster mode) and
-    /// returns their replies, error replies included.
+    /// returns their replies, error replies included; throws when one cannot be reached.
     public func sendToEachPrimary(_ arguments: [String]) async throws -> [RedisValue] {
+        try await tryEachPrimary(arguments).map { try $0.get() }
+    }
+
+    /// Sends a command without keys to every primary: each one's reply (error replies included) or
+    /// transport failure, so a caller can tell part of a cluster from none of it.
+    public func tryEachPrimary(_ arguments: [String]) async throws -> [Result<RedisValue, any Error>] {
         if let cluster { return try await cluster.sendToEachPrimary(RedisCommandEncoder.encode(arguments)) }
-        return [try await send(arguments)]
+        do {
+            return [.success(try await send(arguments))]
+        } catch {
+            return [.failure(error)]
+        }
     }
 
     /// Sends one command and throws ``RedisError/server(_:)`` for an error reply.

@@ -77,16 +77,16 @@ final class RedisClusterRouter: Sendable {
         }
     }
 
-    /// Sends one command to every primary of the current map, in map order.
-    func sendToEachPrimary(_ command: [UInt8]) async throws -> [RedisValue] {
+    /// Sends one command to every primary of the current map, in map order: each one's reply or failure.
+    func sendToEachPrimary(_ command: [UInt8]) async throws -> [Result<RedisValue, any Error>] {
         let primaries = try await currentMap().primaries
-        var replies: [RedisValue] = []
+        var replies: [Result<RedisValue, any Error>] = []
         for node in primaries {
             do {
-                replies.append(try await pipeline(for: node).send(command))
+                replies.append(.success(try await pipeline(for: node).send(command)))
             } catch {
                 refreshSoon()
-                throw error
+                replies.append(.failure(error))
             }
         }
         return replies

@@ -11,6 +11,8 @@ final class InMemoryLivenessStore: LivenessStore {
         var transitions: [Int: [StatusTransition]] = [:]
         var nowMs: Int64 = 1_700_000_000_000
         var reachable = true
+        /// Reachable, but part of it not (a cluster primary down).
+        var partlyReachable = false
     }
 
     let state = Mutex(State())
@@ -64,5 +66,10 @@ final class InMemoryLivenessStore: LivenessStore {
 
     func nowMs() async throws -> Int64 { state.withLock { $0.nowMs } }
 
-    func probe() async -> String? { state.withLock { $0.reachable ? "in-memory" : nil } }
+    func probe() async -> RedisProbe {
+        state.withLock { state in
+            guard state.reachable else { return .unreachable }
+            return RedisProbe(runID: state.partlyReachable ? nil : "in-memory", reachable: true)
+        }
+    }
 }

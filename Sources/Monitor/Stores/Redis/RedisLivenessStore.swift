@@ -53,7 +53,9 @@ struct RedisLivenessStore: LivenessStore {
         return seconds * 1000 + micros / 1000
     }
 
-    func probe() async -> String? {
-        try? await redis.serverRunID()
+    func probe() async -> RedisProbe {
+        guard let replies = try? await redis.tryEachPrimary(["INFO", "server"]) else { return .unreachable }
+        let runIDs = replies.compactMap { (try? $0.get()).flatMap(RedisClient.runID(inInfo:)) }
+        return RedisProbe(runID: runIDs.count == replies.count ? runIDs.joined(separator: ",") : nil, reachable: !runIDs.isEmpty)
     }
 }
