@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build release run stop test unit-test lint format deploy-check image-check deployment deployment-stop deployment-test chaos fuzz bench clean
+.PHONY: deps build release run stop test unit-test lint format deploy-check image-check deployment deployment-stop deployment-test chaos cluster-test fuzz bench clean
 
 deps:            ## install the Debian packages (only what is missing)
 	scripts/install-deps.sh
@@ -51,6 +51,9 @@ deployment-test: build  ## that deployment's integration test: loadgen through h
 
 chaos: build     ## loadgen while Redis, PostgreSQL, Kafka and the leader monitor fail in turn, then audits (~3.5 min; own services under .run/chaos)
 	python3 scripts/chaos.py
+
+cluster-test: build  ## loadgen on a Redis Cluster (3 primaries + 3 replicas, REDIS_CLUSTER_NODES) while a primary is SIGKILLed and failed over, bucket slots migrate under load and redis-cli reshards, then audits (~4 min; own PostgreSQL, Kafka mock and cluster under .run/cluster-test, ports 5450, 7311-7316)
+	python3 scripts/cluster_test.py $(CLUSTER_TEST_ARGS)
 
 fuzz: build      ## schemathesis (pip install schemathesis) on both HTTP APIs from docs/openapi.yaml, all checks (~2.5 min; own services under .run/fuzz)
 	python3 scripts/fuzz.py $(FUZZ_ARGS)

@@ -41,3 +41,9 @@ python3 scripts/fuzz.py --short
 # The short chaos run: heartbeat-loadgen while Redis, PostgreSQL, Kafka and the leader fail in
 # turn, audited at the end (own services under .run/chaos-short); `make chaos` is the long one.
 python3 scripts/chaos.py --short
+
+# The short cluster run: heartbeat-loadgen on a real Redis Cluster (3 primaries + 3 replicas, both
+# executables with REDIS_CLUSTER_NODES) while a primary is SIGKILLed and its replica promoted and a
+# bucket's slot migrates; audited at the end (own services under .run/cluster-test-short, ~1 min);
+# `make cluster-test` is the long one.
+python3 scripts/cluster_test.py --short
