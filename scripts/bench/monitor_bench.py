@@ -11,14 +11,16 @@
    PostgreSQL and until all their events are published to Kafka.
 
 Runs in its own PostgreSQL database (heartbeat_monitor_bench) and Redis database 1, so it does not
-disturb the gateway benchmarks. Devices not meant to go stale are scored one hour ahead, so they
+disturb the gateway benchmarks; with --redis-cluster, on a Redis Cluster instead (database 0 of
+every primary, flushed before and after; each bucket's commands go to the primary serving its slot). Devices not meant to go stale are scored one hour ahead, so they
 stay fresh without a load generator. Prints one JSON object.
 """
 import argparse, hashlib, json, os, re, signal, subprocess, sys, time, urllib.request
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--bin", required=True, help="directory of the release binaries")
-parser.add_argument("--redis-port", required=True)
+parser.add_argument("--redis-port", help="a single Redis (database 1 is used)")
+parser.add_argument("--redis-cluster", help="seed nodes host:port,… of a Redis Cluster instead of --redis-port")
 parser.add_argument("--postgres-url", required=True, help="URL of any database on the server (a bench database is created next to it)")
 parser.add_argument("--kafka", required=True)
 parser.add_argument("--devices", type=int, default=1_000_000)
@@ -26,10 +28,13 @@ parser.add_argument("--stale", type=int, default=10_000)
 parser.add_argument("--history-rows", type=int, default=500_000)
 parser.add_argument("--admin-port", type=int, default=8093)
 parser.add_argument("--log", default="/dev/null")
+parser.add_argument("--buckets", type=int, default=16)
 args = parser.parse_args()
+if bool(args.redis_port) == bool(args.redis_cluster):
+    parser.error("give one of --redis-port and --redis-cluster")
 
-BUCKETS = 16
-REDIS_DB = "1"
+BUCKETS = args.buckets
+REDIS_DB = "0" if args.redis_cluster else "1"
 ADMIN_TOKEN = "monitor-bench-admin-token-0123"
 db_url = re.sub(r"/[^/?]+(\?|$)", r"/heartbeat_monitor_bench\1", args.postgres_url, count=1)
 admin_url = re.sub(r"/[^/?]+(\?|$)", r"/postgres\1", args.postgres_url, count=1)
@@ -64,8 +69,58 @@ class Session:
         self.process.wait()
 
 
-def redis(*command):
-    return subprocess.run(["redis-cli", "-p", args.redis_port, "-n", REDIS_DB, *command], check=True, capture_output=True, text=True).stdout.strip()
+def slot(key):
+    """The cluster slot of a key (CRC16-XMODEM of its hash tag, mod 16384)."""
+    k = key.encode()
+    start = k.find(b"{")
+    if start >= 0:
+        end = k.find(b"}", start + 1)
+        if end > start + 1:
+            k = k[start + 1:end]
+    crc = 0
+    for byte in k:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc % 16384
+
+
+def primaries():
+    """Ports of the cluster's primaries and, per slot range, which serves it."""
+    seed = args.redis_cluster.split(",")[0].rsplit(":", 1)[1]
+    out = subprocess.run(["redis-cli", "-p", seed, "CLUSTER", "SLOTS"], check=True, capture_output=True, text=True).stdout.split("\n")
+    # flat output: start, end, host, port, id, [replica host, port, id]…; ranges start where two integers follow a non-integer
+    ranges, i = [], 0
+    lines = [line.strip() for line in out if line.strip()]
+    while i + 4 < len(lines):
+        if lines[i].isdigit() and lines[i + 1].isdigit() and not lines[i + 2].isdigit():
+            ranges.append((int(lines[i]), int(lines[i + 1]), lines[i + 3]))
+            i += 5
+        else:
+            i += 1
+    return ranges
+
+
+def port_of_bucket(b):
+    if not args.redis_cluster:
+        return args.redis_port
+    s = slot(f"{{{b}}}")
+    return next(port for start, end, port in CLUSTER_RANGES if start <= s <= end)
+
+
+def redis(*command, port=None):
+    """One command; in cluster mode sent to `port` (default: the node serving its key's slot, via -c)."""
+    where = port or (args.redis_port if not args.redis_cluster else CLUSTER_RANGES[0][2])
+    cli = ["redis-cli", "-p", where, "-n", REDIS_DB] + (["-c"] if args.redis_cluster and port is None else [])
+    return subprocess.run([*cli, *command], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def every_primary(*command):
+    for port in sorted({p for _, _, p in CLUSTER_RANGES} if args.redis_cluster else {args.redis_port}):
+        redis(*command, port=port)
+
+
+CLUSTER_RANGES = primaries() if args.redis_cluster else []
 
 
 def device_id(i):
@@ -89,10 +144,15 @@ def resp(*parts):
 
 
 def pipe(commands):
-    """Sends RESP commands through redis-cli --pipe (fast bulk load)."""
-    result = subprocess.run(["redis-cli", "-p", args.redis_port, "-n", REDIS_DB, "--pipe"], input=b"".join(commands), capture_output=True)
-    if result.returncode != 0 or b"errors: 0" not in result.stdout:
-        sys.exit(f"monitor bench: redis --pipe failed: {result.stdout[-300:]!r} {result.stderr[-300:]!r}")
+    """Sends (bucket, RESP command) pairs through redis-cli --pipe (fast bulk load), each bucket's
+    to the node serving it."""
+    by_port = {}
+    for b, command in commands:
+        by_port.setdefault(port_of_bucket(b), []).append(command)
+    for port, part in by_port.items():
+        result = subprocess.run(["redis-cli", "-p", port, "-n", REDIS_DB, "--pipe"], input=b"".join(part), capture_output=True)
+        if result.returncode != 0 or b"errors: 0" not in result.stdout:
+            sys.exit(f"monitor bench: redis --pipe failed: {result.stdout[-300:]!r} {result.stderr[-300:]!r}")
 
 
 def now_ms():
@@ -128,14 +188,16 @@ monitor = None
 try:
     psql(admin_url, "DROP DATABASE IF EXISTS heartbeat_monitor_bench")
     psql(admin_url, "CREATE DATABASE heartbeat_monitor_bench")
-    redis("FLUSHDB")
+    every_primary("FLUSHDB")
     for b in range(BUCKETS):  # the registry is loaded by this script, not re-seeded
         redis("SET", f"hb:{{{b}}}:seeded", "1")
 
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{args.redis_port}/{REDIS_DB}", POSTGRES_URL=db_url, KAFKA_BROKERS=args.kafka,
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{args.redis_port or 6379}/{REDIS_DB}", BUCKETS=str(BUCKETS), POSTGRES_URL=db_url, KAFKA_BROKERS=args.kafka,
                ADMIN_PORT=str(args.admin_port), ADMIN_TOKEN=ADMIN_TOKEN, OFFLINE_AFTER_SECONDS="5", SCAN_INTERVAL_SECONDS="1",
                RECONCILE_INTERVAL_SECONDS="3600",  # the bench devices are not all in the online sets
                LOG_LEVEL="warning")
+    if args.redis_cluster:
+        env["REDIS_CLUSTER_NODES"] = args.redis_cluster
 
     # The devices whose history is written are registered, as in production, so the writer's
     # write-behind of devices.last_heartbeat costs what it costs: a first monitor run creates the
@@ -156,7 +218,7 @@ try:
     for i in range(args.history_rows):
         device = device_id(i % 50_000)
         stored = f"{started_ms - 1000}\tp1\t64\t32\tconnected\t1.2.3"
-        commands.append(resp("XADD", f"hb:{{{bucket(device)}}}:history", "*", "d", device, "t", started_ms + i // 1000, "p", stored))
+        commands.append((bucket(device), resp("XADD", f"hb:{{{bucket(device)}}}:history", "*", "d", device, "t", started_ms + i // 1000, "p", stored)))
     pipe(commands)
 
     monitor = subprocess.Popen([os.path.join(args.bin, "heartbeat-monitor")], env=env, stdout=open(args.log, "a"), stderr=subprocess.STDOUT)
@@ -218,7 +280,7 @@ try:
     for b, ids in enumerate(members):
         for chunk in range(0, len(ids), 1000):
             part = ids[chunk:chunk + 1000]
-            commands.append(resp("ZADD", f"hb:{{{b}}}:online", *[x for device in part for x in (ahead, device)]))
+            commands.append((b, resp("ZADD", f"hb:{{{b}}}:online", *[x for device in part for x in (ahead, device)])))
     pipe(commands)
     online = sum(int(redis("ZCARD", f"hb:{{{b}}}:online")) for b in range(BUCKETS))
     full_ms, full_scans = mean_scan_ms(5)
@@ -229,7 +291,8 @@ try:
     # devices of the history phase may be offline already: count from here
     offline_before = int(db.scalar("SELECT count(*) FROM devices WHERE status = 'offline'"))
     stale_at = now_ms() - 600_000
-    commands = [resp("ZADD", f"hb:{{{bucket(device_id(i))}}}:online", "XX", stale_at, device_id(i)) for i in range(0, args.devices, args.devices // args.stale)][:args.stale]
+    commands = [(bucket(device_id(i)), resp("ZADD", f"hb:{{{bucket(device_id(i))}}}:online", "XX", stale_at, device_id(i)))
+                for i in range(0, args.devices, args.devices // args.stale)][:args.stale]
     stale = len(commands)
     t0 = time.time()
     pipe(commands)
@@ -256,5 +319,5 @@ finally:
             monitor.wait(timeout=20)
         except subprocess.TimeoutExpired:
             monitor.kill()
-    redis("FLUSHDB")
+    every_primary("FLUSHDB")
     subprocess.run(["psql", admin_url, "-qc", "DROP DATABASE IF EXISTS heartbeat_monitor_bench"], capture_output=True)
