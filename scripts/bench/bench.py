@@ -9,6 +9,10 @@ project's own heartbeat script on the same Redis and devices). Each measurement 
 also reads the CPU the gateway and Redis used (/proc) and the script's own time in Redis
 (INFO commandstats), per heartbeat.
 
+Then (unless --no-cluster) the same heartbeats against a three-primary Redis Cluster with no replicas
+(scripts/redis_cluster.py; a second gateway and monitor with REDIS_CLUSTER_NODES), alternating with
+the single-Redis gateway, and the monitor benchmark a second time on that cluster.
+
 The results are also written to docs/benchmarks.json; the summary printed at the end shows the
 previous run's value next to each, so a regression shows at once (and as a diff in git).
 """
@@ -27,13 +31,20 @@ parser.add_argument("--soak-rate", type=int, default=2000, help="heartbeats/s du
 parser.add_argument("--peer", default=os.path.join(os.path.dirname(ROOT), "shared", "peers", "go-heartbeat"),
                     help="folder of the Go peer (build.sh); empty: skip it")
 parser.add_argument("--results", default=os.path.join(ROOT, "docs", "benchmarks.json"), help="this run's figures, and the previous run's")
+parser.add_argument("--no-cluster", action="store_true", help="skip the Redis Cluster comparison (and its monitor benchmark)")
+parser.add_argument("--cluster-port", type=int, default=7341, help="first port of the three cluster primaries (+10000: their bus)")
+parser.add_argument("--no-build", action="store_true",
+                    help="use the release binaries already in .build/release (and the Go peer already in .build-peer) instead of building")
 args = parser.parse_args()
 
 RUN = os.path.join(ROOT, ".run", "bench")
 env = dict(os.environ, HEARTBEAT_RUN_DIR=RUN, REDIS_PORT="6392", PG_PORT="5442")
 HTTP_PORT, ADMIN_PORT, NGINX_PORT, PEER_PORT = 8090, 8091, 8099, 8098
+CLUSTER_HTTP_PORT, CLUSTER_ADMIN_PORT = 8096, 8094  # the gateway and the monitor on the Redis Cluster
+MONITOR_BENCH_ADMIN_PORT = 8097  # not monitor_bench.py's default (8093), which a standalone run may hold
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 children = []
+cluster = None  # the RedisCluster while it runs
 
 
 def sh(*cmd, **kw):
@@ -66,11 +77,13 @@ def stop_all():
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+    if cluster is not None:
+        cluster.stop()
     subprocess.run([os.path.join(ROOT, "scripts", "services.sh"), "stop"], cwd=ROOT, env=env, capture_output=True)
 
 
-def wrk(url, script=None, script_args=(), connections=None):
-    argv = ["wrk", "-t1", f"-c{connections or args.connections}", f"-d{args.duration}s", "--latency"]
+def wrk(url, script=None, script_args=(), connections=None, duration=None):
+    argv = ["wrk", "-t1", f"-c{connections or args.connections}", f"-d{duration or args.duration}s", "--latency"]
     if script:
         argv += ["-s", script]
     argv += [url]
@@ -132,13 +145,21 @@ try:
     for tool in ("wrk", "nginx", "redis-cli"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} missing: run scripts/install-deps.sh")
-    print("bench: building release binaries", file=sys.stderr)
-    sh("swift", "build", "-c", "release", "--product", "heartbeat-ingest")
-    sh("swift", "build", "-c", "release", "--product", "heartbeat-monitor")
-    sh("swift", "build", "-c", "release", "--product", "heartbeat-loadgen")
-    bin_path = sh("swift", "build", "-c", "release", "--show-bin-path").strip()
+    if args.no_build:
+        bin_path = os.path.join(ROOT, ".build", "release")
+        for product in ("heartbeat-ingest", "heartbeat-monitor", "heartbeat-loadgen"):
+            if not os.access(os.path.join(bin_path, product), os.X_OK):
+                sys.exit(f"bench: --no-build: {bin_path}/{product} missing")
+    else:
+        print("bench: building release binaries", file=sys.stderr)
+        sh("swift", "build", "-c", "release", "--product", "heartbeat-ingest")
+        sh("swift", "build", "-c", "release", "--product", "heartbeat-monitor")
+        sh("swift", "build", "-c", "release", "--product", "heartbeat-loadgen")
+        bin_path = sh("swift", "build", "-c", "release", "--show-bin-path").strip()
     peer_dir = os.path.join(ROOT, ".build-peer")
-    if args.peer:
+    if args.peer and args.no_build and os.access(os.path.join(peer_dir, "peer-go"), os.X_OK):
+        print("bench: --no-build: the Go peer already in .build-peer", file=sys.stderr)
+    elif args.peer:
         print("bench: building the Go peer", file=sys.stderr)
         sh("bash", os.path.join(args.peer, "build.sh"), peer_dir, ROOT)
     sh(os.path.join(ROOT, "scripts", "services.sh"), "start")
@@ -229,13 +250,107 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
     hash_bytes = statistics.mean(int(redis("MEMORY", "USAGE", by_id[i])) for i in sample if i in by_id)
     per_device = hash_bytes + zset_bytes / max(online, 1)
 
+    # Redis Cluster, three primaries, no replicas: a second gateway and monitor on it, the same
+    # heartbeats against both gateways, alternating
+    compare = None
+    if not args.no_cluster:
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
+        import redis_cluster
+        print("bench: Redis Cluster: three primaries, no replicas", file=sys.stderr)
+        cluster = redis_cluster.RedisCluster(os.path.join(RUN, "cluster"), args.cluster_port, primaries=3, replicas=0,
+                                             log=lambda message: print(f"bench: {message}", file=sys.stderr))
+        cluster.lock()
+        cluster.stop()  # nodes of this run dir left by an interrupted bench (only redis-servers working in its node dirs)
+        seeds = cluster.start()
+        primaries = [n.port for n in cluster.primaries_now()]
+        node_pid = {port: cluster.pid(port) for port in primaries}
+        node_buckets = {port: cluster.buckets_of(port) for port in primaries}
+        cluster_db = re.sub(r"/[^/?]+(\?|$)", r"/heartbeat_bench_cluster\1", services["POSTGRES_URL"], count=1)
+        pg_admin = re.sub(r"/[^/?]+(\?|$)", r"/postgres\1", services["POSTGRES_URL"], count=1)
+        for sql in ("DROP DATABASE IF EXISTS heartbeat_bench_cluster", "CREATE DATABASE heartbeat_bench_cluster"):
+            subprocess.run(["psql", pg_admin, "-qc", sql], check=True, capture_output=True)
+        on_cluster = {"REDIS_URL": f"redis://127.0.0.1:{primaries[0]}", "REDIS_CLUSTER_NODES": seeds}
+        cluster_monitor = start("cluster monitor", [os.path.join(bin_path, "heartbeat-monitor")], dict(on_cluster, **{
+            "POSTGRES_URL": cluster_db, "KAFKA_BROKERS": services["KAFKA_BROKERS"],
+            "ADMIN_PORT": str(CLUSTER_ADMIN_PORT), "ADMIN_TOKEN": ADMIN_TOKEN, "LOG_LEVEL": "warning"}), os.path.join(RUN, "cluster-monitor.log"))
+        wait_ready(f"http://127.0.0.1:{CLUSTER_ADMIN_PORT}/readyz", "monitor on the cluster")
+        cluster_gateway = start("cluster gateway", [os.path.join(bin_path, "heartbeat-ingest")], dict(on_cluster, **{
+            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(CLUSTER_HTTP_PORT),
+            "HEARTBEAT_MIN_INTERVAL_SECONDS": "0", "LOG_LEVEL": "warning"}), os.path.join(RUN, "cluster-gateway.log"))
+        wait_ready(f"http://127.0.0.1:{CLUSTER_HTTP_PORT}/readyz", "gateway on the cluster")
+        # the same number of devices, registered the same way (ops API: PostgreSQL, then the Redis registry)
+        cluster_devices_file = os.path.join(RUN, "devices-cluster.tsv")
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench", "register_devices.py"), str(args.devices), cluster_devices_file,
+                        "--admin", f"http://127.0.0.1:{CLUSTER_ADMIN_PORT}"], env=dict(env, ADMIN_TOKEN=ADMIN_TOKEN), check=True)
+        # the single-Redis gateway has run for minutes: one short run warms this one (scripts loaded on every node, connections open)
+        wrk(f"http://127.0.0.1:{CLUSTER_HTTP_PORT}", script, (cluster_devices_file,), duration=2)
+
+        compare = {"single": [], "cluster": []}
+
+        def single_compare_run():
+            calls0, usec0 = script_stats("6392")
+            gateway0, redis0 = cpu_seconds(gateway.pid), cpu_seconds(redis_pid)
+            result = wrk(f"http://127.0.0.1:{HTTP_PORT}", script, (devices_file,))
+            calls1, usec1 = script_stats("6392")
+            done = max(result["requests"], 1)
+            compare["single"].append({
+                **{k: result[k] for k in ("rps", "p50", "p99", "errors", "requests")},
+                "gateway_cpu_us": (cpu_seconds(gateway.pid) - gateway0) / done * 1e6,
+                "redis_cpu_us": (cpu_seconds(redis_pid) - redis0) / done * 1e6,
+                "script_us": (usec1 - usec0) / max(calls1 - calls0, 1)})
+
+        def cluster_compare_run():
+            stats0 = {port: script_stats(str(port)) for port in primaries}
+            gateway0 = cpu_seconds(cluster_gateway.pid)
+            nodes0 = {port: cpu_seconds(pid) for port, pid in node_pid.items()}
+            result = wrk(f"http://127.0.0.1:{CLUSTER_HTTP_PORT}", script, (cluster_devices_file,))
+            stats1 = {port: script_stats(str(port)) for port in primaries}
+            nodes1 = {port: cpu_seconds(pid) for port, pid in node_pid.items()}
+            done = max(result["requests"], 1)
+            calls = {port: stats1[port][0] - stats0[port][0] for port in primaries}
+            usec = {port: stats1[port][1] - stats0[port][1] for port in primaries}
+            node_cpu = {port: (nodes1[port] - nodes0[port]) / done * 1e6 for port in primaries}
+            compare["cluster"].append({
+                **{k: result[k] for k in ("rps", "p50", "p99", "errors", "requests")},
+                "gateway_cpu_us": (cpu_seconds(cluster_gateway.pid) - gateway0) / done * 1e6,
+                "redis_cpu_us": sum(node_cpu.values()),
+                "script_us": sum(usec.values()) / max(sum(calls.values()), 1),
+                "nodes": {str(port): {"redis_cpu_us": node_cpu[port], "script_calls": calls[port],
+                                      "redis_cpu_us_per_served": (nodes1[port] - nodes0[port]) * 1e6 / max(calls[port], 1),
+                                      "script_us": usec[port] / max(calls[port], 1)} for port in primaries}})
+
+        pair = [("one Redis", single_compare_run), ("cluster", cluster_compare_run)]
+        for run in range(args.runs):
+            order = pair if run % 2 == 0 else list(reversed(pair))
+            print(f"bench: cluster comparison run {run + 1}/{args.runs}: {', '.join(name for name, _ in order)}", file=sys.stderr)
+            for _, step in order:
+                step()
+        for process in (cluster_gateway, cluster_monitor):
+            process.send_signal(signal.SIGTERM)
+        for process in (cluster_gateway, cluster_monitor):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        subprocess.run(["psql", pg_admin, "-qc", "DROP DATABASE IF EXISTS heartbeat_bench_cluster"], capture_output=True)
+
+    def monitor_bench(redis_args, log):
+        """scripts/bench/monitor_bench.py on the bench's services; its progress lines go to stderr."""
+        return json.loads(subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "bench", "monitor_bench.py"), "--bin", bin_path, *redis_args,
+             "--postgres-url", services["POSTGRES_URL"], "--kafka", services["KAFKA_BROKERS"], "--devices", str(args.scan_devices),
+             "--stale", str(args.scan_devices // 100), "--admin-port", str(MONITOR_BENCH_ADMIN_PORT), "--log", os.path.join(RUN, log)],
+            cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout)
+
     # the monitor alone: history writer capacity, scan cost, 10,000 of a million devices going silent
     print("bench: monitor benchmark", file=sys.stderr)
-    monitor_result = json.loads(subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "bench", "monitor_bench.py"), "--bin", bin_path, "--redis-port", "6392",
-         "--postgres-url", services["POSTGRES_URL"], "--kafka", services["KAFKA_BROKERS"], "--devices", str(args.scan_devices),
-         "--stale", str(args.scan_devices // 100), "--log", os.path.join(RUN, "monitor-bench.log")],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout)
+    monitor_result = monitor_bench(["--redis-port", "6392"], "monitor-bench.log")
+    monitor_cluster = None
+    if cluster is not None:
+        print("bench: monitor benchmark on the Redis Cluster", file=sys.stderr)
+        monitor_cluster = monitor_bench(["--redis-cluster", seeds], "monitor-bench-cluster.log")
+        cluster.stop()
+        cluster = None
 
     # soak: steady load, memory sampled every 10 s
     soak = None
@@ -299,6 +414,16 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         ("history writer ÷ psql \\copy", monitor_result["history_rows_per_s"] / monitor_result["copy_baseline_rows_per_s"], "", None, "{:.2f}"),
         ("offline detection, 1% of the fleet (s)", monitor_result["applied_s"], "≤ 5", lambda v: v <= 5, "{:.2f}"),
     ]
+    cluster_vs_single = []
+    if compare:
+        cluster_vs_single = [c["rps"] / o["rps"] for c, o in zip(compare["cluster"], compare["single"])]
+        figures += [
+            ("heartbeat_cluster_vs_single", median(cluster_vs_single), "", None, "{:.2f}"),
+            ("cluster heartbeat requests/s", median([r["rps"] for r in compare["cluster"]]), "", None, "{:.0f}"),
+            ("cluster Redis CPU per heartbeat, all (µs)", median([r["redis_cpu_us"] for r in compare["cluster"]]), "", None, "{:.1f}"),
+        ]
+    if monitor_cluster:
+        figures.append(("cluster offline detection, 1% (s)", monitor_cluster["applied_s"], "", None, "{:.2f}"))
     if soak:
         figures.append(("soak p50 seen by heartbeat-loadgen (ms)", soak["report"]["latency_ms"]["p50"], "", None, "{:.2f}"))
         if soak["handler"][0.5] is not None:
@@ -378,6 +503,73 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         f"{check(monitor_result['scan_ms_full_fleet'] <= max(5, 3 * monitor_result['scan_ms_empty_fleet']))} |",
         "",
     ]
+    if compare:
+        def trio(values, fmt="{:.0f}"):
+            lo, med, hi = summary(values)
+            return f"{fmt.format(lo)} / **{fmt.format(med)}** / {fmt.format(hi)}"
+
+        def side_by_side(name, key, fmt="{:.0f}"):
+            return f"| {name} | {trio([r[key] for r in compare['single']], fmt)} | {trio([r[key] for r in compare['cluster']], fmt)} |"
+
+        cluster_runs = compare["cluster"]
+        all_calls = sum(r["nodes"][str(p)]["script_calls"] for r in cluster_runs for p in primaries)
+        lines += [
+            "## Redis Cluster (three primaries, no replicas) vs one Redis",
+            "",
+            f"A Redis Cluster of three primaries and no replicas on loopback (`scripts/redis_cluster.py`, ports {primaries[0]}-{primaries[-1]};",
+            "no persistence and `hash-max-listpack-value 1024`, as the single Redis), a second gateway and a second monitor on it",
+            f"(`REDIS_CLUSTER_NODES`; one connection per node; the monitor on a PostgreSQL database of its own), {args.devices} devices",
+            "registered through that monitor's ops API as above. The same wrk load against the single-Redis gateway and the",
+            f"cluster gateway, alternating, {args.runs} run{'s' if args.runs != 1 else ''} each (these single-Redis figures are from those runs, not the table above).",
+            "Redis CPU is each redis-server's utime+stime from /proc over the run ÷ the heartbeats of the run; script time is",
+            "EVALSHA/EVAL time from INFO commandstats, summed over the primaries, ÷ calls.",
+            "",
+            "On two cores the cluster cannot be faster than one Redis: its three Redis processes share the cores with the gateway,",
+            "the monitor, PostgreSQL and wrk, so what this shows is what each node costs per heartbeat, not cluster throughput.",
+            "",
+            "| what (min / **median** / max) | one Redis | cluster |",
+            "|---|---|---|",
+            side_by_side("heartbeats/s", "rps"),
+            f"| cluster ÷ one Redis, same run | | {trio(cluster_vs_single, '{:.2f}')} |",
+            side_by_side("p50 latency (ms)", "p50", "{:.2f}"),
+            side_by_side("p99 latency (ms)", "p99", "{:.2f}"),
+            side_by_side("gateway CPU per heartbeat (µs)", "gateway_cpu_us", "{:.1f}"),
+            side_by_side("Redis CPU per heartbeat, all nodes (µs)", "redis_cpu_us", "{:.1f}"),
+            *[f"| Redis CPU per heartbeat, node :{p} (µs) | | {trio([r['nodes'][str(p)]['redis_cpu_us'] for r in cluster_runs], '{:.1f}')} |"
+              for p in primaries],
+            side_by_side("script time in Redis per heartbeat (µs)", "script_us", "{:.1f}"),
+            f"| errors (non-2xx, socket), all runs | {sum(r['errors'] for r in compare['single'])} | {sum(r['errors'] for r in cluster_runs)} |",
+            "",
+            "Per node (medians over the runs): a node's CPU per heartbeat it served is what one primary costs per heartbeat;",
+            "next to the single Redis's figure, the difference is what running as a cluster node costs.",
+            "",
+            "| node | buckets | share of the heartbeats | Redis CPU per heartbeat, of all (µs) | Redis CPU per heartbeat it served (µs) | script µs per call |",
+            "|---|---|---|---|---|---|",
+            *[f"| :{p} | {len(node_buckets[p])} ({','.join(map(str, node_buckets[p]))}) | "
+              f"{sum(r['nodes'][str(p)]['script_calls'] for r in cluster_runs) / max(all_calls, 1) * 100:.0f}% | "
+              f"{median([r['nodes'][str(p)]['redis_cpu_us'] for r in cluster_runs]):.1f} | "
+              f"{median([r['nodes'][str(p)]['redis_cpu_us_per_served'] for r in cluster_runs]):.1f} | "
+              f"{median([r['nodes'][str(p)]['script_us'] for r in cluster_runs]):.1f} |" for p in primaries],
+            f"| one Redis | 16 | 100% | {median([r['redis_cpu_us'] for r in compare['single']]):.1f} | "
+            f"{median([r['redis_cpu_us'] for r in compare['single']]):.1f} | {median([r['script_us'] for r in compare['single']]):.1f} |",
+            "",
+        ]
+        if monitor_cluster:
+            m1, mc = monitor_result, monitor_cluster
+            lines += [
+                f"The monitor benchmark above, run a second time on the cluster (`monitor_bench.py --redis-cluster … --devices {args.scan_devices}"
+                f" --stale {args.scan_devices // 100}`: every bucket's commands to the primary serving its slot):",
+                "",
+                "| measurement | one Redis | cluster |",
+                "|---|---|---|",
+                f"| scan with nothing stale, 0 devices online (ms) | {m1['scan_ms_empty_fleet']} | {mc['scan_ms_empty_fleet']} |",
+                f"| scan with nothing stale, {m1['online']} / {mc['online']} online (ms) | {m1['scan_ms_full_fleet']} | {mc['scan_ms_full_fleet']} |",
+                f"| {m1['stale']} / {mc['stale']} devices fall silent: all offline in PostgreSQL (s) | {m1['applied_s']} | {mc['applied_s']} |",
+                f"| … all their `device.offline` events published (s) | {m1['published_s']} | {mc['published_s']} |",
+                f"| devices wrongly offline | {m1['wrongly_offline']} | {mc['wrongly_offline']} |",
+                f"| history writer, {m1['history_rows']} rows waiting (rows/s) | {m1['history_rows_per_s']} | {mc['history_rows_per_s']} |",
+                "",
+            ]
     if soak:
         r, first, last = soak["report"], soak["first"], soak["last"]
         grew = lambda a, b: (b - a) / a * 100 if a else 0
@@ -411,9 +603,17 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
     with open(args.output, "w") as out:
         out.write("\n".join(lines))
     print("\n".join(lines))
-    json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "figures": {what: value for what, value, *_ in figures if value is not None}},
-              open(args.results, "w"), indent=2, ensure_ascii=False)
+    saved = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "figures": {what: value for what, value, *_ in figures if value is not None}}
+    if compare:
+        saved["heartbeat_cluster_vs_single"] = median(cluster_vs_single)
+        saved["cluster"] = {
+            "primaries": primaries, "replicas": 0, "buckets": {str(p): node_buckets[p] for p in primaries},
+            "heartbeat_cluster_vs_single_runs": cluster_vs_single,
+            "single_runs": compare["single"], "cluster_runs": compare["cluster"],
+            "monitor_single": monitor_result, "monitor_cluster": monitor_cluster,
+        }
+    json.dump(saved, open(args.results, "w"), indent=2, ensure_ascii=False)
     # the one-screen summary
     print("\nbench summary (medians; previous = the last run's docs/benchmarks.json)", file=sys.stderr)
     print(f"  {'what':42} {'value':>10} {'previous':>10}  {'target':22} met", file=sys.stderr)

@@ -29,6 +29,9 @@ parser.add_argument("--history-rows", type=int, default=500_000)
 parser.add_argument("--admin-port", type=int, default=8093)
 parser.add_argument("--log", default="/dev/null")
 parser.add_argument("--buckets", type=int, default=16)
+parser.add_argument("--resident", action="store_true",
+                    help="also give every device of the fleet the hash a beating device has (token digest, assigned playlist, "
+                         "last heartbeat, a real player's payload) and report Redis memory per device")
 args = parser.parse_args()
 if bool(args.redis_port) == bool(args.redis_cluster):
     parser.error("give one of --redis-port and --redis-cluster")
@@ -116,8 +119,12 @@ def redis(*command, port=None):
 
 
 def every_primary(*command):
-    for port in sorted({p for _, _, p in CLUSTER_RANGES} if args.redis_cluster else {args.redis_port}):
-        redis(*command, port=port)
+    return [redis(*command, port=port) for port in sorted({p for _, _, p in CLUSTER_RANGES} if args.redis_cluster else {args.redis_port})]
+
+
+def used_memory():
+    """Redis's used_memory, summed over the primaries."""
+    return sum(int(re.search(r"^used_memory:(\d+)", info, re.M).group(1)) for info in every_primary("INFO", "memory"))
 
 
 CLUSTER_RANGES = primaries() if args.redis_cluster else []
@@ -272,6 +279,21 @@ try:
                      SELECT md5(i::text)::uuid, 'bench-' || i, 'online', now(), now(), 1 FROM generate_series(0, {args.devices - 1}) i
                      ON CONFLICT (id) DO UPDATE SET last_heartbeat = now()""")
     ahead = now_ms() + 3_600_000
+    memory_before = used_memory()
+    if args.resident:
+        # what a registered device that beats has: the registry's token digest and playlist, the
+        # gateway's last heartbeat and payload (stored form of a real player's body)
+        payload = f"{ahead - 3_600_000}\t6f7e2c1a-1c2b-4f6a-9e1d-3a5b7c9d0e1f\t64\t31.5\tconnected\t2.14.3"
+        batch = []
+        for i in range(args.devices):
+            device = device_id(i)
+            b = bucket(device)
+            batch.append((b, resp("HSET", f"hb:{{{b}}}:dev:{device}", "token", hashlib.md5(device.encode()).hexdigest(),
+                                  "playlist", "6f7e2c1a-1c2b-4f6a-9e1d-3a5b7c9d0e1f", "last_heartbeat", ahead - 3_600_000, "payload", payload)))
+            if len(batch) >= 500_000:
+                pipe(batch)
+                batch = []
+        pipe(batch)
     members = [[] for _ in range(BUCKETS)]
     for i in range(args.devices):
         device = device_id(i)
@@ -283,6 +305,8 @@ try:
             commands.append((b, resp("ZADD", f"hb:{{{b}}}:online", *[x for device in part for x in (ahead, device)])))
     pipe(commands)
     online = sum(int(redis("ZCARD", f"hb:{{{b}}}:online")) for b in range(BUCKETS))
+    bytes_per_device = (used_memory() - memory_before) / args.devices
+    log(f"Redis memory: {bytes_per_device:.0f} B per device ({'hash and online-set entry' if args.resident else 'online-set entry only'})")
     full_ms, full_scans = mean_scan_ms(5)
     log(f"scan with nothing stale: {empty_ms:.2f} ms (0 online), {full_ms:.2f} ms ({online} online)")
 
@@ -311,6 +335,7 @@ try:
         "scans_measured": [empty_scans, full_scans],
         "stale": stale, "applied_s": round(t_applied, 2) if applied else None, "published_s": round(t_published, 2) if published else None,
         "offline_events": offline_events, "wrongly_offline": wrongly,
+        "redis_bytes_per_device": round(bytes_per_device), "resident": args.resident,
     }))
 finally:
     if monitor and monitor.poll() is None:
