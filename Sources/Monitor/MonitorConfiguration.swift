@@ -94,7 +94,7 @@ struct MonitorConfiguration: Sendable {
         reconcileInterval = try reader.seconds("reconcile.interval.seconds", default: 300)
         leaderRedisTimeout = try reader.seconds("leader.redis.timeout.seconds", default: 10)
         http = try reader.httpServerLimits()
-        outboxBatchSize = try reader.integer("outbox.batch.size", default: 500, in: 1...100_000)
+        outboxBatchSize = try reader.integer("outbox.batch.size", default: 2000, in: 1...100_000)
         retention = RetentionPolicy(
             outbox: .seconds(3600 * (try reader.integer("outbox.retention.hours", default: 168, in: 1...87_600))),
             events: .seconds(86_400 * (try reader.integer("events.retention.days", default: 90, in: 1...36_500))),
