@@ -64,16 +64,15 @@ pg/pg.log, kafka/kafka.log) and their paths are printed on failure.
 usage: scripts/cluster_test.py [--short] [--bin DIR] [--devices N] [--duration S] ...
   --short: the version for `make test` (≤ 90 s): 100 devices for 45 s, each fault once.
 """
-import argparse, calendar, fcntl, heapq, http.client, itertools, json, math, os, shutil, signal, subprocess, sys, threading, time, uuid
+import argparse, calendar, http.client, json, os, sys, threading, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import redis_cluster  # noqa: E402
-from harness import HarnessError, Interrupted, stamp  # noqa: E402
+from harness import HarnessError, stamp  # noqa: E402
 from redis_cluster import bucket_slot  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 ADMIN_TOKEN = "cluster-test-admin-token-0123456789"
 BUCKETS = 16
 BINARIES = ("heartbeat-ingest", "heartbeat-monitor", "heartbeat-loadgen")
@@ -85,12 +84,7 @@ parser.add_argument("--run-dir", help="services, cluster and logs (default .run/
 parser.add_argument("--cluster-port", type=int, help="first cluster node's port; 6 nodes from there, bus ports + 10000 (default 7311, --short 7301)")
 parser.add_argument("--pg-port", type=int, help="private PostgreSQL (default 5450, --short 5451)")
 parser.add_argument("--redis-port", type=int, help="REDIS_PORT given to services.sh, never started (default 6404, --short 6405)")
-parser.add_argument("--devices", type=int, help="fleet size (default 300, --short 100)")
-parser.add_argument("--interval", type=float, default=0.5, help="seconds between a device's heartbeats (default 0.5)")
-parser.add_argument("--duration", type=float, help="load run length in seconds (default 170, --short 45)")
-parser.add_argument("--silent-fraction", type=float, default=0.1, help="share of the fleet that stops at mid-run (default 0.1)")
-parser.add_argument("--offline-after", type=float, default=2.0, help="OFFLINE_AFTER_SECONDS (default 2)")
-parser.add_argument("--scan-interval", type=float, default=0.5, help="SCAN_INTERVAL_SECONDS (default 0.5)")
+harness.add_load_arguments(parser, "load run length in seconds (default 170, --short 45)")
 parser.add_argument("--leader-redis-timeout", type=float, default=1.0, help="LEADER_REDIS_TIMEOUT_SECONDS (default 1, as chaos.py)")
 parser.add_argument("--slack", type=float, help="audit slack beyond OFFLINE_AFTER + SCAN_INTERVAL (default 2; full run 6: it kills a primary "
                     "inside the detection window, and the documented bound adds the failover time)")
@@ -124,14 +118,9 @@ PIDS_FILE = os.path.join(RUN, "cluster-test.pids")
 # how long a live device's heartbeats may fail without it looking silent to a scan
 OUTAGE_SAFE = args.offline_after - 1.1 * args.interval - args.scan_interval
 T_START = time.time()
-print_lock = threading.Lock()
 stop_event = threading.Event()
 probe_stop = threading.Event()
-
-
-def log(message):
-    with print_lock:
-        print(f"cluster-test: {stamp()} [{time.time() - T_START:6.1f}s] {message}", flush=True)
+log = harness.logger("cluster-test", T_START)
 
 
 def wait_until(predicate, timeout, poll=0.05):
@@ -140,15 +129,11 @@ def wait_until(predicate, timeout, poll=0.05):
 
 # ---------------------------------------------------------------- services
 
-service_env = dict(os.environ, HEARTBEAT_RUN_DIR=RUN, REDIS_PORT=str(args.redis_port), PG_PORT=str(args.pg_port))
-service_env.pop("KAFKA_MOCK_ARGS", None)
+service_env = harness.service_env(RUN, args.redis_port, args.pg_port)
 
 
 def services(*argv, timeout=120):
-    result = subprocess.run([SERVICES, *argv], cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise HarnessError(f"services.sh {' '.join(argv)} failed ({result.returncode}): {result.stdout.strip()} {result.stderr.strip()}")
-    return result.stdout
+    return harness.run_services(service_env, *argv, timeout=timeout).stdout
 
 
 def ops(method, path, body=None):
@@ -246,10 +231,7 @@ def describe_errors(replies):
 # ---------------------------------------------------------------- faults
 
 faults = []
-
-
-def errors_delta(before, after):
-    return " ".join(f"{k}:{v}" for k, v in harness.errors_between(before, after).items()) or "none"
+schedule = harness.Schedule()
 
 
 started = []  # every fault's record from the moment it begins (with its buckets), for after_fault's overlaps
@@ -276,7 +258,7 @@ def after_fault(record, before):
         record["probe_errors_elsewhere"] = describe_errors(elsewhere)
         if bad:
             record["probe_bad_span"] = (round(bad[0]["t"] - record["start"], 2), round(bad[-1]["t"] - record["start"], 2))
-        record["loadgen_errors"] = errors_delta(before, reader.latest)
+        record["loadgen_errors"] = harness.errors_delta(before, reader.latest)
         log(f"  {record['kind']} (t={record['t']}s): loadgen answers other than 200 since it began: {record['loadgen_errors']}; "
             f"probes of buckets {record['buckets']}: {len(bad)}/{len(inside)} not 200 ({record['probe_errors']})"
             + (f", from +{record['probe_bad_span'][0]} s to +{record['probe_bad_span'][1]} s" if bad else "")
@@ -350,7 +332,7 @@ def fault_kill():
     killed.append((victim.port, victim.id, t0))
     record["end"] = time.time()
     after_fault(record, before)
-    schedule_at(time.time() - load_t0 + args.restart_after, f"restart {victim.port}", lambda: restart_node(victim.port, record))
+    schedule.at(time.time() - load_t0 + args.restart_after, f"restart {victim.port}", lambda: restart_node(victim.port, record))
     return record
 
 
@@ -392,30 +374,22 @@ def fault_reshard():
     return record
 
 
-queue = []
-queue_seq = itertools.count()
-
-
-def schedule_at(offset, name, fn):
-    heapq.heappush(queue, (offset, next(queue_seq), name, fn))
-
-
 def build_schedule():
     d, mid = args.duration, args.duration / 2
     window_end = mid + args.offline_after + args.scan_interval + args.slack
     if args.short:
-        schedule_at(5, "slot migration", fault_migrate)
-        schedule_at(11, "primary kill", fault_kill)
-        schedule_at(window_end + 2, "reshard", fault_reshard)
+        schedule.at(5, "slot migration", fault_migrate)
+        schedule.at(11, "primary kill", fault_kill)
+        schedule.at(window_end + 2, "reshard", fault_reshard)
     else:
-        schedule_at(10, "slot migration", fault_migrate)
-        schedule_at(25, "primary kill", fault_kill)
-        schedule_at(50, "reshard", fault_reshard)
+        schedule.at(10, "slot migration", fault_migrate)
+        schedule.at(25, "primary kill", fault_kill)
+        schedule.at(50, "reshard", fault_reshard)
         # inside the detection window: the scanner declares while a slot is half moved, then while a
         # primary is down (its silent devices are declared after the failover: --slack covers it)
-        schedule_at(mid + 0.3, "slot migration (window)", fault_migrate)
-        schedule_at(mid + 1.2, "primary kill (window)", fault_kill)
-        schedule_at(d - 30, "reshard", fault_reshard)
+        schedule.at(mid + 0.3, "slot migration (window)", fault_migrate)
+        schedule.at(mid + 1.2, "primary kill (window)", fault_kill)
+        schedule.at(d - 30, "reshard", fault_reshard)
     return window_end
 
 
@@ -424,16 +398,8 @@ def build_schedule():
 def park(device_ids):
     """Scores the devices an hour ahead in their buckets' online sets (ZADD XX: never re-adds one),
     on the primary of each bucket's slot (MOVED/ASK followed)."""
-    ahead = int(time.time() * 1000) + 3_600_000
-    by_bucket = {}
-    for device in device_ids:
-        by_bucket.setdefault(harness.device_bucket(device, BUCKETS), []).append(device)
     updated = 0
-    for b, ids in by_bucket.items():
-        key = f"hb:{{{b}}}:online"
-        argv = ["ZADD", key, "XX", "CH"]
-        for device in ids:
-            argv += [str(ahead), device]
+    for b, key, argv in harness.park_commands(device_ids, BUCKETS):
         try:
             updated += int(cluster.call_key(key, *argv))
         except (redis_cluster.RedisError, redis_cluster.ClusterError) as error:
@@ -532,13 +498,7 @@ def check_binaries():
 
 # ---------------------------------------------------------------- main
 
-def on_signal(signum, _frame):
-    raise Interrupted(signum)
-
-
-for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(sig, on_signal)
-
+harness.raise_on_signals()
 urls = {}
 psql = None
 gateways = []
@@ -555,51 +515,26 @@ lock = None
 def cleanup():
     if lock is None:
         return
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    stop_event.set()
+    harness.ignore_signals()
     probe_stop.set()
     for timer in reports:
         timer.cancel()
-    if loadgen is not None and loadgen.poll() is None:
-        loadgen.terminate()
-        try:
-            loadgen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            loadgen.kill()
-    for proc in [*gateways, *monitors.values()]:
-        proc.stop()
+    harness.stop_run(stop_event, loadgen, [*gateways, *monitors.values()])
     if cluster is not None:
         try:
             stopped = cluster.stop()
             log(f"cluster: stopped {len(stopped)} nodes")
         except Exception as error:
             log(f"cluster stop failed: {error!r}")
-    try:
-        out = subprocess.run([SERVICES, "stop", "postgres", "kafka"], cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=120)
-        for line in out.stdout.splitlines():
-            log(line)
-    except Exception as error:
-        log(f"services.sh stop failed: {error}")
-    try:
-        os.remove(PIDS_FILE)
-    except OSError:
-        pass
+    harness.stop_services(service_env, log, "postgres", "kafka")
+    harness.remove_file(PIDS_FILE)
 
 
 try:
-    for tool in ("psql", "redis-cli", "redis-server", "stdbuf"):
-        if not shutil.which(tool):
-            raise HarnessError(f"{tool} missing: run scripts/install-deps.sh")
-    for binary in BINARIES:
-        if not os.access(os.path.join(args.bin, binary), os.X_OK):
-            raise HarnessError(f"{os.path.join(args.bin, binary)} missing: swift build, or --bin DIR")
-    os.makedirs(RUN, exist_ok=True)
-    lock = open(os.path.join(RUN, "cluster-test.lock"), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock = None
+    harness.require_tools("psql", "redis-cli", "redis-server", "stdbuf")
+    harness.require_binaries(args.bin, BINARIES)
+    lock = harness.lock_run_dir(RUN, "cluster-test.lock")
+    if lock is None:
         raise HarnessError(f"another cluster test uses {RUN}: wait for it, or give --run-dir and ports")
     harness.kill_leftovers(PIDS_FILE, TAG, log)
     cluster = redis_cluster.RedisCluster(os.path.join(RUN, "cluster"), args.cluster_port, primaries=3, replicas=1,
@@ -629,10 +564,7 @@ try:
     if "seeds" not in cluster_result:
         raise HarnessError(f"the Redis Cluster did not start: {cluster_result.get('error', 'timeout')}")
     seeds = cluster_result["seeds"]
-    urls = dict(line.replace("export ", "", 1).split("=", 1) for line in services("env", "postgres", "kafka").splitlines() if line.startswith("export "))
-    for key in ("POSTGRES_URL", "KAFKA_BROKERS"):
-        if key not in urls:
-            raise HarnessError(f"services.sh env gave no {key}")
+    urls = harness.service_urls(service_env, "postgres", "kafka", keys=("POSTGRES_URL", "KAFKA_BROKERS"))
     psql = harness.psql_runner(urls["POSTGRES_URL"])
     psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     view = cluster.nodes()
@@ -654,10 +586,7 @@ try:
                                      dict(common, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port), HEARTBEAT_MIN_INTERVAL_SECONDS="0"),
                                      os.path.join(RUN, f"gateway-{i + 1}.log"), port, TAG, PIDS_FILE, RUN))
     for proc in (*gateways, *monitors.values()):
-        try:
-            os.remove(proc.log_path)
-        except OSError:
-            pass
+        harness.remove_file(proc.log_path)
     monitors["a"].start({"MONITOR_INSTANCE_ID": "cluster-a.1"})
     if not wait_until(lambda: monitors["a"].readyz()[1].get("leader") is True, 60, poll=0.1):
         raise HarnessError(f"monitor-a not leading within 60 s; log {monitors['a'].log_path}:\n{monitors['a'].tail()}")
@@ -674,88 +603,37 @@ try:
     register_probes()
     log(f"probes: one device per bucket, every {args.probe_interval} s, alternating gateways")
 
-    devices_file = os.path.join(RUN, "devices.tsv")
-    report_file = os.path.join(RUN, "loadgen.json")
-    for path in (devices_file, report_file):
-        if os.path.exists(path):
-            os.remove(path)
-    argv = [os.path.join(bin_dir, "heartbeat-loadgen"), *[a for g in gateways for a in ("--gateway", f"http://127.0.0.1:{g.port}")],
-            "--admin", f"http://127.0.0.1:{monitors['b'].port}", "--admin-token", ADMIN_TOKEN,
-            "--devices", str(args.devices), "--interval", str(args.interval), "--duration", str(args.duration),
-            "--silent-fraction", str(args.silent_fraction), "--offline-after", str(args.offline_after),
-            "--scan-interval", str(args.scan_interval), "--slack", str(args.slack), "--audit-sample", str(max(1000, args.devices)),
-            "--save-devices", devices_file, "--json", report_file]
-    log("loadgen: " + " ".join(argv))
-    loadgen = subprocess.Popen(["stdbuf", "-oL", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=RUN,
-                               start_new_session=True, env=dict(os.environ, **{TAG[0]: TAG[1]}))
-    with open(PIDS_FILE, "a") as f:
-        f.write(f"{loadgen.pid}\n")
-    reader = harness.LoadgenReader(loadgen, os.path.join(RUN, "loadgen.log"), log, args.verbose)
-    reader.start()
-    if not wait_until(lambda: reader.started_at or loadgen.poll() is not None, 120, poll=0.05) or reader.started_at is None:
-        raise HarnessError(f"the loadgen did not start beating within 120 s (exit {loadgen.poll()}); see {reader.path}")
-    load_t0 = reader.started_at
+    loadgen, reader, devices_file, report_file = harness.start_load(
+        args, os.path.join(bin_dir, "heartbeat-loadgen"), [f"http://127.0.0.1:{g.port}" for g in gateways],
+        f"http://127.0.0.1:{monitors['b'].port}", ADMIN_TOKEN, RUN, TAG, PIDS_FILE, log)
+    load_t0 = reader.wait_started()
     load_end = load_t0 + args.duration
     window_end = build_schedule()
     mid = args.duration / 2
     bound = args.offline_after + args.scan_interval + args.slack
     log(f"load started; silent devices stop at t={mid:.0f}s, detection window t={mid:.0f}–{window_end:.1f}s "
-        f"(audit bound {bound:.1f} s); faults at: " + ", ".join(f"{name} t={at:.1f}s" for at, _, name, _ in sorted(queue)))
+        f"(audit bound {bound:.1f} s); faults at: " + schedule.describe())
     if args.migrate_pause > OUTAGE_SAFE:
         log(f"WARNING: --migrate-pause {args.migrate_pause} s is over {OUTAGE_SAFE:.2f} s: a live device of the migrated bucket can look silent")
 
-    while queue:
-        at, _, name, fn = heapq.heappop(queue)
-        delay = load_t0 + at - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        if loadgen.poll() is not None:
-            raise HarnessError(f"the loadgen exited ({loadgen.returncode}) during the faults; see {reader.path}")
-        late = time.time() - (load_t0 + at)
-        if late > 1:
-            log(f"({name} {late:.1f} s late)")
-        record = fn()
-        if record:
-            record["t"] = round(record["start"] - load_t0, 1)
-            faults.append(record)
+    for _, record in schedule.run(load_t0, loadgen, reader.path, log):
+        record["t"] = round(record["start"] - load_t0, 1)
+        faults.append(record)
 
-    fleet = [line.split("\t")[0] for line in open(devices_file).read().splitlines() if line]
-    silent_count = int(math.floor(len(fleet) * args.silent_fraction + 0.5))
-    silent_ids, live_ids = fleet[:silent_count], fleet[silent_count:]
+    fleet, silent_ids, live_ids = harness.read_fleet(devices_file, args.silent_fraction)
     earliest_stale = load_end - args.interval * 1.1 + args.offline_after
     time.sleep(max(0, load_end - time.time()))
     probe_stop.set()
-    for offset in (0.3, 0.8, 1.3):
-        time.sleep(max(0, load_end + offset - time.time()))
-        if offset == 0.3 and time.time() > earliest_stale - args.scan_interval:
-            log("WARNING: parking later than the earliest end-of-load staleness; an end-of-load offline may be counted")
-        park(live_ids + [p.device for p in probes.values()])
+    harness.park_at_end(load_end, lambda: park(live_ids + [p.device for p in probes.values()]), earliest_stale - args.scan_interval, log)
     log(f"load ended: {len(live_ids)} live devices and {len(probes)} probes parked an hour ahead in the online sets")
 
-    try:
-        loadgen.wait(timeout=args.duration + 300)
-    except subprocess.TimeoutExpired:
-        raise HarnessError("the loadgen did not finish its audit within 300 s")
-    reader.join(timeout=10)
+    harness.wait_loadgen(loadgen, reader, args.duration + 300)
     for timer in reports:
         timer.join(timeout=10)
-    rc = loadgen.returncode
-    report = {}
-    try:
-        report = json.load(open(report_file))
-    except (OSError, ValueError):
-        pass
-    audit = report.get("audit", {})
-    log(f"loadgen exited {rc}: audit {'PASSED' if audit.get('passed') else 'FAILED'}; JSON report {report_file}")
-    log(f"  report: {json.dumps({k: v for k, v in report.items() if k != 'audit'}, sort_keys=True)}")
-    log(f"  audit: {json.dumps(audit, sort_keys=True)[:2000]}")
+    report, problems = harness.loadgen_report(loadgen.returncode, report_file, log)
 
     accepted = report.get("ok", reader.latest["ok"])
-    problems, warnings = [], warnings_early
-    if rc not in (0, 3) or not audit:
-        problems.append(f"the loadgen exited {rc} without an audit")
-    elif not audit.get("passed"):
-        problems.append("the loadgen's audit failed: " + "; ".join(audit.get("problems", [])[:5]))
+    warnings = warnings_early
     by_status = report.get("by_status", {})
     other = {k: v for k, v in by_status.items() if k not in ("200", "503")}
     if other:
@@ -795,7 +673,7 @@ try:
     migs = [f for f in faults if f["kind"] == "slot migration"]
     resh = [f for f in faults if f["kind"] == "reshard"]
     lines = [
-        f"cluster test summary ({'short' if args.short else 'full'} run, {args.devices} devices, {args.duration:.0f} s, {silent_count} silent, "
+        f"cluster test summary ({'short' if args.short else 'full'} run, {args.devices} devices, {args.duration:.0f} s, {len(silent_ids)} silent, "
         f"{len(gateways)} gateways, cluster {args.cluster_port}-{args.cluster_port + 5}):",
         "  primary kills: " + "; ".join(f"{k['victim']} (buckets {k['buckets']}) -> {k['promoted']} in {k['failover_s']} s, rejoined after "
                                         f"{k.get('rejoined_s')} s; probes of its buckets {k.get('probe_bad')}/{k.get('probe_total')} not 200 "
@@ -823,40 +701,14 @@ try:
         f"  monitors: storm guard trips {watcher.total('monitor_storm_guard_trips_total')}, apply errors {watcher.total('monitor_apply_errors_total')}, "
         f"re-seeds {watcher.total('monitor_registry_reseeds_total')}, reconcile repairs {watcher.total('monitor_reconcile_repaired_total')}, "
         f"history rows reported shed {shed}, crashes {len(watcher.crashes)}",
+        *harness.log_summary_lines((*gateways, *monitors.values())),
     ]
-    for proc in (*gateways, *monitors.values()):
-        counts, top = harness.log_summary(proc.log_path)
-        lines.append(f"  {proc.name} log: {counts['error']} error, {counts['critical']} critical lines"
-                     + "".join(f"\n      {n}× {m}" for m, n in top))
-    lines += [f"WARNING: {w}" for w in warnings]
-    if problems:
-        lines.append("RESULT: FAILED")
-        lines += [f"  - {p}" for p in problems[:30]]
-        lines.append(f"  logs: {', '.join(p.log_path for p in (*gateways, *monitors.values()))}, {reader.path}, "
-                     f"{os.path.join(RUN, 'probes.jsonl')}, {os.path.join(RUN, 'cluster', '<port>', 'redis.log')}, "
-                     f"{os.path.join(RUN, 'pg', 'pg.log')}, {os.path.join(RUN, 'kafka', 'kafka.log')}")
-        exit_code = 1
-    else:
-        lines.append(f"RESULT: PASSED in {time.time() - T_START:.0f} s")
-        exit_code = 0
-    with print_lock:
-        print("\n".join(lines), flush=True)
-except Interrupted as signum:
-    log(f"interrupted (signal {signum}): stopping everything")
-    exit_code = 130
-except HarnessError as error:
-    log(f"ERROR: {error}")
-    for proc in (*gateways, *monitors.values()):
-        log(f"  log of {proc.name}: {proc.log_path}")
-        if proc.popen is not None:
-            for line in proc.tail(8).splitlines():
-                log(f"    | {line}")
-    exit_code = 2
-except Exception as error:
-    import traceback
-    traceback.print_exc()
-    log(f"ERROR: {error!r}")
-    exit_code = 2
+    exit_code = harness.conclude(lines, warnings, problems,
+                                 [*(p.log_path for p in (*gateways, *monitors.values())), reader.path, os.path.join(RUN, "probes.jsonl"),
+                                  os.path.join(RUN, "cluster", "<port>", "redis.log"), os.path.join(RUN, "pg", "pg.log"),
+                                  os.path.join(RUN, "kafka", "kafka.log")], T_START)
+except BaseException as error:
+    exit_code = harness.failure(error, log, (*gateways, *monitors.values()), tail_lines=8)
 finally:
     cleanup()
 sys.exit(exit_code)

@@ -58,7 +58,6 @@ Everything is stopped at the end whatever happens; logs stay in the run dir.
 fault once; the full test (about 3.5 min): 150 devices for 180 s (300 heartbeats/s), every fault twice.
 """
 import argparse
-import fcntl
 import json
 import math
 import os
@@ -67,7 +66,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -79,16 +77,16 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HarnessError, Interrupted, LoadgenReader, errors_between, http, stamp, wait_until  # noqa: E402  (after the path insert)
+import harness  # noqa: E402  (after the path insert)
+from harness import (HarnessError, LoadgenReader, errors_between, http, pid_alive, pid_tagged, port_free, print_lock,  # noqa: E402
+                     psql, read_pid, readyz, stamp, tail, wait_until)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
-SERVICES = os.path.join(ROOT, "scripts", "services.sh")
 DEPLOY = os.path.join(ROOT, "deploy")
 TAG = "HEARTBEAT_DEPLOYMENT_DIR"
 STATE = "deployment.json"
 T_START = time.time()
-print_lock = threading.Lock()
 
 # ---------------------------------------------------------------- settings
 
@@ -125,9 +123,7 @@ TIMING = ("offline_after", "scan_interval", "alert_resend", "heartbeat_min_inter
           "reconcile_interval", "scrape_interval", "alert_timers_divisor")
 
 
-def log(message):
-    with print_lock:
-        print(f"deployment: {stamp()} [{time.time() - T_START:6.1f}s] {message}", flush=True)
+log = harness.logger("deployment", T_START)
 
 
 def product_settings():
@@ -236,41 +232,6 @@ def http_json(url, timeout=2.0):
     try:
         return json.loads(text)
     except ValueError:
-        return None
-
-
-def port_free(p):
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", p))
-            return True
-        except OSError:
-            return False
-
-
-def pid_alive(pid):
-    """Exists and is not a zombie (processes reparented to PID 1 stay zombies for a while here)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def pid_tagged(pid, run_dir):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f"{TAG}={run_dir}".encode() in f.read().split(b"\0")
-    except OSError:
-        return False
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -471,28 +432,18 @@ def write_haproxy_config(s, path):
 # ---------------------------------------------------------------- services (scripts/services.sh)
 
 def service_env(s):
-    env = dict(os.environ, HEARTBEAT_RUN_DIR=s["run_dir"], REDIS_PORT=str(s["redis_port"]), PG_PORT=str(s["pg_port"]),
-               REDIS_APPENDONLY="yes")
-    env.pop("KAFKA_MOCK_ARGS", None)
+    env = harness.service_env(s["run_dir"], s["redis_port"], s["pg_port"], REDIS_APPENDONLY="yes")
     if s.get("kafka_mock_args"):
         env["KAFKA_MOCK_ARGS"] = s["kafka_mock_args"]
     return env
 
 
 def services(s, *argv, check=True, timeout=180):
-    result = subprocess.run([SERVICES, *argv], cwd=ROOT, env=service_env(s), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise HarnessError(f"services.sh {' '.join(argv)} failed ({result.returncode}): {result.stdout.strip()} {result.stderr.strip()}")
-    return result
+    return harness.run_services(service_env(s), *argv, timeout=timeout, check=check)
 
 
 def service_urls(s):
-    out = services(s, "env").stdout
-    urls = dict(line.replace("export ", "", 1).split("=", 1) for line in out.splitlines() if line.startswith("export "))
-    for key in ("REDIS_URL", "POSTGRES_URL", "KAFKA_BROKERS"):
-        if key not in urls:
-            raise HarnessError(f"services.sh env gave no {key}")
-    return urls
+    return harness.service_urls(service_env(s), timeout=180)
 
 
 def redis_cli(s, *command, timeout=10):
@@ -518,14 +469,6 @@ def apply_redis_conf(s):
     return applied, refused
 
 
-def psql(url, sql, timeout=30):
-    result = subprocess.run(["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-c", sql],
-                            capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PGCONNECT_TIMEOUT="5"))
-    if result.returncode != 0:
-        raise RuntimeError(f"psql: {result.stderr.strip()}")
-    return [line.split("\t") for line in result.stdout.splitlines()]
-
-
 # ---------------------------------------------------------------- processes
 
 class Component:
@@ -544,7 +487,7 @@ class Component:
     def pid(self):
         """The live pid from the pid file, if it is ours."""
         pid = read_pid(self.pid_path)
-        if pid and pid_alive(pid) and pid_tagged(pid, self.s["run_dir"]):
+        if pid and pid_alive(pid) and pid_tagged(pid, TAG, self.s["run_dir"]):
             return pid
         return None
 
@@ -606,19 +549,7 @@ class Component:
         return bool(wait_until(lambda: not pid_alive(pid), timeout, poll=0.1))
 
     def tail(self, n=15):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
-
-
-def monitor_readyz(port, timeout=0.5):
-    status, text = http(f"http://127.0.0.1:{port}/readyz", timeout=timeout)
-    try:
-        return status, json.loads(text) if text else {}
-    except ValueError:
-        return status, {}
+        return tail(self.log_path, n)
 
 
 def haproxy_servers(s, timeout=1.0):
@@ -677,7 +608,7 @@ def build_components(s, urls):
         comps.append(Component(
             s, f"monitor-{i + 1}", "monitor", [os.path.join(run_bin(s), "heartbeat-monitor")], env,
             addresses=[("ops API", f"http://127.0.0.1:{ops}"), ("metrics", f"127.0.0.1:{metrics}")], ports=[ops, metrics],
-            ready=lambda ops=ops: monitor_readyz(ops)[0] == 200))
+            ready=lambda ops=ops: readyz(ops)[0] == 200))
     for i, (http_port, metrics) in enumerate(zip(s["gateway_ports"], s["gateway_metrics_ports"])):
         env = dict(common, HTTP_HOST="127.0.0.1", HTTP_PORT=str(http_port), METRICS_PORT=str(metrics),
                    HEARTBEAT_MIN_INTERVAL_SECONDS=seconds_setting(s["heartbeat_min_interval"]))
@@ -718,7 +649,7 @@ def stop_components(comps, quiet=False):
     for kind in STOP_ORDER:
         group = [c for c in comps if c.kind == kind]
         if kind == "monitor":  # standbys first, so leadership does not move around while stopping
-            group.sort(key=lambda c: monitor_readyz(int(c.env.get("ADMIN_PORT", 0)), 0.3)[1].get("leader") is True)
+            group.sort(key=lambda c: readyz(int(c.env.get("ADMIN_PORT", 0)), 0.3)[1].get("leader") is True)
         pids = [(c, c.terminate()) for c in group]
         for c, pid in pids:
             if not pid:
@@ -745,7 +676,7 @@ def stop_all(s, quiet=False):
     # a loadgen of a test that was killed itself
     loadgen_pid_path = os.path.join(s["run_dir"], "pids", "loadgen.pid")
     pid = read_pid(loadgen_pid_path)
-    if pid and pid_alive(pid) and pid_tagged(pid, s["run_dir"]):
+    if pid and pid_alive(pid) and pid_tagged(pid, TAG, s["run_dir"]):
         os.kill(pid, signal.SIGKILL)
         stopped.append(f"heartbeat-loadgen ({pid})")
     if os.path.exists(loadgen_pid_path):
@@ -888,7 +819,7 @@ def start_deployment(s, fresh=False):
             first = next(m for m in comps if m.kind == "monitor")
             if first.name in [x.name for x in started]:
                 port1 = int(first.env["ADMIN_PORT"])
-                if not wait_until(lambda: monitor_readyz(port1)[1].get("leader") is True, 60, poll=0.1):
+                if not wait_until(lambda: readyz(port1)[1].get("leader") is True, 60, poll=0.1):
                     raise HarnessError(f"{first.name} not leading within 60 s; log {rel(first.log_path)}:\n{first.tail()}")
         pid = c.start()
         started.append(c)
@@ -898,7 +829,7 @@ def start_deployment(s, fresh=False):
         log(f"{c.name} started (pid {pid}), ready")
     if haproxy_up(s, 60) is None:
         raise HarnessError(f"HAProxy does not have every gateway UP within 60 s: {haproxy_servers(s)}")
-    leaders = [m.name for m in comps if m.kind == "monitor" and monitor_readyz(int(m.env["ADMIN_PORT"]))[1].get("leader") is True]
+    leaders = [m.name for m in comps if m.kind == "monitor" and readyz(int(m.env["ADMIN_PORT"]))[1].get("leader") is True]
     if len(leaders) != 1:
         raise HarnessError(f"expected one leader monitor, found {leaders or 'none'}")
     if not wait_until(lambda: prometheus_targets_up(s), 30, poll=0.5):
@@ -950,7 +881,7 @@ def table(s, comps=None):
         if pid:
             state = "ready" if c.ready() else "not ready"
             if c.kind == "monitor" and state == "ready":
-                state = "leader" if monitor_readyz(int(c.env["ADMIN_PORT"]))[1].get("leader") is True else "standby"
+                state = "leader" if readyz(int(c.env["ADMIN_PORT"]))[1].get("leader") is True else "standby"
             if c.kind == "gateway" and c.name in servers:
                 state += f", haproxy {servers[c.name]}"
         rows.append((c.name, str(pid or "-"), state, ", ".join(f"{k} {v}" for k, v in c.addresses), rel(c.log_path)))
@@ -1030,18 +961,13 @@ MAY_BE_EMPTY = {
 }
 
 
-class Watcher(threading.Thread):
+class Watcher(harness.LeaderWatcher):
     """Every 0.1 s the leader (monitors' /readyz); every second Prometheus' and Alertmanager's alerts
     and whether a process died on its own."""
 
     def __init__(self, s, comps):
-        super().__init__(daemon=True)
+        super().__init__(threading.Event(), log)
         self.s, self.comps = s, comps
-        self.stop_event = threading.Event()
-        self.leader = None
-        self.changes = []          # (time, leader name or None)
-        self.both_leading = 0
-        self.crashes = []
         self.prom = {}             # (alertname, instance) -> first pending/firing, last_firing, active_at, value, last_seen
         self.am = {}               # alertname -> first time seen in Alertmanager
         self.am_devices = {}       # device_id -> first time its DeviceOffline was seen
@@ -1050,31 +976,13 @@ class Watcher(threading.Thread):
     def monitors(self):
         return [c for c in self.comps if c.kind == "monitor"]
 
-    def run(self):
-        while not self.stop_event.is_set():
-            try:
-                self.poll()
-            except Exception as error:
-                log(f"watcher: {error!r}")
-            self.stop_event.wait(0.1)
-
     def poll(self):
-        lead = [m for m in self.monitors() if m.alive and monitor_readyz(int(m.env["ADMIN_PORT"]), 0.3)[1].get("leader") is True]
-        lead = [m.name for m in lead if not m.expected_exit]  # one SIGKILLed since it answered is no leader
-        if len(lead) > 1:
-            self.both_leading += 1
-        current = lead[0] if len(lead) == 1 else (self.leader if lead else None)
-        if current != self.leader:
-            self.changes.append((time.time(), current))
-            self.leader = current
+        lead = [m for m in self.monitors() if m.alive and readyz(int(m.env["ADMIN_PORT"]), 0.3)[1].get("leader") is True]
+        self.note_leaders([m.name for m in lead if not m.expected_exit])  # one SIGKILLed since it answered is no leader
         if time.time() - self.last_slow < 1:
             return
         self.last_slow = time.time()
-        for c in self.comps:
-            if c.popen is not None and c.popen.poll() is not None and not c.expected_exit and not c.crash_reported:
-                c.crash_reported = True
-                self.crashes.append((time.time(), c.name, c.popen.returncode))
-                log(f"CRASH: {c.name} (pid {c.popen.pid}) exited with {c.popen.returncode}; log {rel(c.log_path)}:\n{c.tail()}")
+        self.note_crashes(self.comps, rel)
         self.poll_prometheus()
         self.poll_alertmanager()
 
@@ -1149,25 +1057,11 @@ def startup_firing(s, since):
     return sorted({series["metric"].get("alertname") for series in result or []})
 
 
-def fnv_bucket(device, buckets):
-    h = 2166136261
-    for byte in device.encode():
-        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
-    return h % buckets
-
-
 def park_live_devices(s, live_ids, buckets):
     """Scores the live devices an hour ahead in the online sets (ZADD XX: never re-adds one), so the
     end of the load does not declare them offline while the loadgen audits (as scripts/chaos.py)."""
-    ahead = int(time.time() * 1000) + 3_600_000
-    by_bucket = {}
-    for device in live_ids:
-        by_bucket.setdefault(fnv_bucket(device, buckets), []).append(device)
     updated = 0
-    for b, ids in by_bucket.items():
-        argv = ["ZADD", f"hb:{{{b}}}:online", "XX", "CH"]
-        for device in ids:
-            argv += [str(ahead), device]
+    for _, _, argv in harness.park_commands(live_ids, buckets):
         out = redis_cli(s, *argv)
         updated += int(out) if out.isdigit() else 0
     return updated
@@ -1216,48 +1110,26 @@ def dashboard_check(s, start, end):
 
 def run_test(s, args):
     run = s["run_dir"]
-    os.makedirs(run, exist_ok=True)
-    lock = open(os.path.join(run, "deployment.lock"), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    lock = harness.lock_run_dir(run, "deployment.lock")  # held until this returns
+    if lock is None:
         log(f"ERROR: another deployment.py uses {rel(run)}: wait for it, or give --run-dir and ports")
         return 2
     state = {"comps": [], "loadgen": None, "watcher": None}
     exit_code = 2
 
-    def on_signal(signum, _frame):
-        raise Interrupted(signum)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    harness.raise_on_signals()
     try:
         previous = load_state(run)
         if previous:
             stop_all(previous, quiet=True)  # what an earlier, crashed test left behind
         exit_code = scenario(s, args, state)
-    except Interrupted as signum:
-        log(f"interrupted (signal {signum}): stopping everything")
-        exit_code = 130
-    except HarnessError as error:
-        log(f"ERROR: {error}")
-        exit_code = 2
-    except Exception as error:
-        import traceback
-        traceback.print_exc()
-        log(f"ERROR: {error!r}")
-        exit_code = 2
+    except BaseException as error:
+        exit_code = harness.failure(error, log)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        harness.ignore_signals()
         if state["watcher"] is not None:
             state["watcher"].stop_event.set()
-        loadgen = state["loadgen"]
-        if loadgen is not None and loadgen.poll() is None:
-            loadgen.terminate()
-            try:
-                loadgen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                loadgen.kill()
+        harness.stop_loadgen(state["loadgen"])
         t0 = time.time()
         stop_components(state["comps"] or stub_components(s))
         stop_all(s, quiet=True)
@@ -1304,22 +1176,14 @@ def scenario(s, args, state):
     standby = next(m for m in monitors if m.name != watcher.leader)
 
     devices_file, report_file = os.path.join(run, "devices.tsv"), os.path.join(run, "loadgen.json")
-    argv = [loadgen_bin, "--gateway", f"http://127.0.0.1:{s['lb_port']}", "--admin", f"http://127.0.0.1:{standby.env['ADMIN_PORT']}",
-            "--devices", str(args.devices), "--interval", f"{args.interval:g}", "--duration", f"{args.duration:g}",
-            "--silent-fraction", f"{args.silent_fraction:g}", "--offline-after", f"{s['offline_after']:g}",
-            "--scan-interval", f"{s['scan_interval']:g}", "--slack", f"{args.slack:g}", "--audit-sample", str(max(1000, args.devices)),
-            "--save-devices", devices_file, "--json", report_file]
+    argv = harness.loadgen_argv(loadgen_bin, [f"http://127.0.0.1:{s['lb_port']}"], f"http://127.0.0.1:{standby.env['ADMIN_PORT']}",
+                                args.devices, args.interval, args.duration, args.silent_fraction, s["offline_after"], s["scan_interval"],
+                                args.slack, devices_file, report_file, number=lambda v: f"{v:g}")
     log(f"loadgen (ops API of the standby {standby.name}, ADMIN_TOKEN from {rel(os.path.join(run, 'secrets', 'admin-token'))}): {' '.join(argv)}")
-    loadgen = subprocess.Popen(["stdbuf", "-oL", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=run,
-                               start_new_session=True, env=dict(os.environ, ADMIN_TOKEN=token, **{TAG: run}))
-    state["loadgen"] = loadgen
-    with open(os.path.join(run, "pids", "loadgen.pid"), "w") as f:
-        f.write(f"{loadgen.pid}\n")
+    loadgen = state["loadgen"] = harness.start_loadgen(argv, run, {"ADMIN_TOKEN": token, TAG: run}, os.path.join(run, "pids", "loadgen.pid"), "w")
     reader = LoadgenReader(loadgen, os.path.join(run, "loadgen.log"), log, args.verbose)
     reader.start()
-    if not wait_until(lambda: reader.started_at or loadgen.poll() is not None, 120, poll=0.05) or reader.started_at is None:
-        raise HarnessError(f"the loadgen did not start beating within 120 s (exit {loadgen.poll()}); see {rel(reader.path)}")
-    load_t0 = reader.started_at
+    load_t0 = reader.wait_started(rel(reader.path))
     load_end = load_t0 + args.duration
     mid = args.duration / 2
     bound = s["offline_after"] + s["scan_interval"] + args.slack
@@ -1375,7 +1239,7 @@ def scenario(s, args, state):
         value_before = was_firing.get("value") if was_firing else None
         t0 = time.time()
         pid = victim.kill()
-        taken = wait_until(lambda: [m for m in survivors if monitor_readyz(int(m.env["ADMIN_PORT"]), 0.3)[1].get("leader") is True], 30, poll=0.02)
+        taken = wait_until(lambda: [m for m in survivors if readyz(int(m.env["ADMIN_PORT"]), 0.3)[1].get("leader") is True], 30, poll=0.02)
         failover_s = time.time() - t0 if taken else None
         log(f"FAULT leader kill: SIGKILL {victim.name} (pid {pid}); {taken[0].name if taken else 'NO monitor'} leads after "
             f"{failover_s and round(failover_s, 2)} s")
@@ -1387,7 +1251,7 @@ def scenario(s, args, state):
         time.sleep(max(0, t0 + args.restart_after - time.time()))
         victim.start()
         ready = wait_until(victim.ready, 30, poll=0.1)
-        role = monitor_readyz(int(victim.env["ADMIN_PORT"]))[1].get("leader")
+        role = readyz(int(victim.env["ADMIN_PORT"]))[1].get("leader")
         record = {"kind": "leader kill", "victim": victim.name, "t": round(t0 - load_t0, 1), "failover_s": failover_s and round(failover_s, 2),
                   "new_leader": taken[0].name if taken else None, "alert_firing_s": fired_s and round(fired_s, 1),
                   "alert_already_firing": bool(was_firing), "value_before": value_before, "value_after": value_after,
@@ -1421,31 +1285,19 @@ def scenario(s, args, state):
 
     # end of the load: park the live devices once their last heartbeats are in
     wait_until(lambda: os.path.exists(devices_file), 10)
-    fleet = [line.split("\t")[0] for line in open(devices_file).read().splitlines() if line]
-    silent_count = int(math.floor(len(fleet) * args.silent_fraction + 0.5))
-    silent_ids, live_ids = fleet[:silent_count], fleet[silent_count:]
-    for offset in (0.3, 0.8, 1.3):
-        time.sleep(max(0, load_end + offset - time.time()))
-        park_live_devices(s, live_ids, buckets)
+    fleet, silent_ids, live_ids = harness.read_fleet(devices_file, args.silent_fraction)
+    harness.park_at_end(load_end, lambda: park_live_devices(s, live_ids, buckets))
     log(f"load ended: {len(live_ids)} live devices parked an hour ahead in the online sets (nothing more is declared offline)")
     for thread in threads:
         thread.join(timeout=120)
         if thread.is_alive():
             raise HarnessError(f"fault '{thread.name}' did not finish")
-    try:
-        loadgen.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        raise HarnessError("the loadgen did not finish its audit within 300 s")
-    reader.join(timeout=10)
+    harness.wait_loadgen(loadgen, reader, 300)
     check_start = time.time()
     problems, checked, warnings = [], [], []
 
     # 1. the loadgen's audit
-    report = {}
-    try:
-        report = json.load(open(report_file))
-    except (OSError, ValueError):
-        pass
+    report = harness.read_report(report_file)
     audit = report.get("audit", {})
     gw_kills = [f for f in faults if f["kind"] == "gateway kill"]
     leader_kills = [f for f in faults if f["kind"] == "leader kill" and not f.get("skipped")]
@@ -1655,19 +1507,9 @@ def scenario(s, args, state):
                  f"{float(detection[1] or 0):.2f}–{float(detection[2] or 0):.2f} s, bound {bound:g} s")
     lines.append("  checked:")
     lines += [f"    - {c}" for c in checked]
-    lines += [f"WARNING: {w}" for w in warnings]
-    if problems:
-        lines.append("RESULT: FAILED")
-        lines += [f"  - {p}" for p in problems[:40]]
-        lines.append(f"  logs: {rel(os.path.join(run, 'logs'))}/, {rel(reader.path)}, {rel(os.path.join(run, 'redis', 'redis.log'))}, "
-                     f"{rel(os.path.join(run, 'pg', 'pg.log'))}")
-        code = 1
-    else:
-        lines.append(f"RESULT: PASSED in {time.time() - T_START:.0f} s")
-        code = 0
-    with print_lock:
-        print("\n".join(lines), flush=True)
-    return code
+    return harness.conclude(lines, warnings, problems, [rel(os.path.join(run, "logs")) + "/", rel(reader.path),
+                                                        rel(os.path.join(run, "redis", "redis.log")), rel(os.path.join(run, "pg", "pg.log"))],
+                            T_START, limit=40)
 
 
 # ---------------------------------------------------------------- main
