@@ -183,14 +183,21 @@ import Testing
 
     @Test func theMonitorReleasesItsLockOnSIGTERM() async throws {
         let h = try await MonitorHarness.start()
-        let port = Int.random(in: 50_000..<54_000)
+        let port = freePort()  // a random port in the ephemeral range was once taken: the monitor could not bind
         let config = [
             "REDIS_URL": h.server.url, "POSTGRES_URL": h.database.url, "KAFKA_BROKERS": h.kafkaBrokers, "BUCKETS": "4",
             "ADMIN_PORT": "\(port)", "ADMIN_TOKEN": MonitorHarness.adminToken, "MONITOR_INSTANCE_ID": "sigterm",
             "OFFLINE_AFTER_SECONDS": "2", "SCAN_INTERVAL_SECONDS": "0.5",
         ]
-        let child = try ChildProcess.spawn(try Self.binary("heartbeat-monitor"), [], environment: Self.environment(config))
-        try await Self.waitUntilReady(port: port)
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("monitor-sigterm-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try ChildProcess.spawn(try Self.binary("heartbeat-monitor"), [], environment: Self.environment(config), output: log)
+        do {
+            try await Self.waitUntilReady(port: port)
+        } catch {
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw TestFailure("\(error); the monitor is \(child.isRunning ? "running" : "gone"); its log: \(output.suffix(2000))")
+        }
         let leaderQuery = """
             SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7220001 AND granted
             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
