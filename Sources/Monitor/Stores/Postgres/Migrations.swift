@@ -261,7 +261,10 @@ public enum Migrations {
                 CREATE FUNCTION apply_transitions(
                     p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
                     p_last_ms bigint[], p_reasons text[], p_offline_after double precision
-                ) RETURNS int LANGUAGE plpgsql AS $$
+                ) RETURNS int LANGUAGE plpgsql
+                -- planned for each batch's own arrays: after five calls in a session PostgreSQL switched to
+                -- a generic plan that scanned the tables, 10 times slower (2.4 s instead of 0.22 s per 5,000)
+                SET plan_cache_mode = force_custom_plan AS $$
                 DECLARE
                     v_fresh text[];
                     v_devices uuid[];
