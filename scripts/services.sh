@@ -18,6 +18,8 @@
 #   PG_BINDIR          PostgreSQL server binaries (default: pg_config --bindir,
 #                      then /usr/lib/postgresql/15/bin)
 #   KAFKA_MOCK_ARGS    extra arguments for kafka-mock, e.g. "--brokers 3 --partitions 8"
+#   PG_SHARED_BUFFERS  PostgreSQL's shared_buffers (default 128MB, PostgreSQL's own; for
+#                      benchmarks of large fleets, docs/scaling.md)
 #   REDIS_APPENDONLY   yes: Redis keeps an append-only file in the run directory, so its data
 #                      survives `stop redis` / `start redis` (default: no, memory only)
 set -euo pipefail
@@ -48,6 +50,7 @@ esac
 
 REDIS_PORT=${REDIS_PORT:-6390}
 PG_PORT=${PG_PORT:-5440}
+PG_SHARED_BUFFERS=${PG_SHARED_BUFFERS:-128MB}
 REDIS_APPENDONLY=${REDIS_APPENDONLY:-no}
 case $REDIS_APPENDONLY in
     yes | no) ;;
@@ -295,7 +298,7 @@ pg_start() {
         say "postgres already running (pid $(pg_pid), 127.0.0.1:$PG_PORT)"
     else
         if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 30 \
-            -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=$PG_SHARED_BUFFERS" \
             start >/dev/null; then
             log_tail "$PG_LOG"
             die "postgres did not start on 127.0.0.1:$PG_PORT"
