@@ -60,9 +60,6 @@ public final class RedisClient: Sendable {
         }
     }
 
-    /// True when speaking to a Redis Cluster.
-    public var isCluster: Bool { cluster != nil }
-
     /// Sends one command and returns its reply. An error reply is returned as ``RedisValue/error(_:)``,
     /// not thrown; transport failures throw ``RedisError``.
     public func send(_ arguments: [String]) async throws -> RedisValue {
@@ -82,7 +79,7 @@ public final class RedisClient: Sendable {
     /// Sends a command without keys to every primary: each one's reply (error replies included) or
     /// transport failure, so a caller can tell part of a cluster from none of it.
     public func tryEachPrimary(_ arguments: [String]) async throws -> [Result<RedisValue, any Error>] {
-        if let cluster { return try await cluster.sendToEachPrimary(RedisCommandEncoder.encode(arguments)) }
+        if let cluster { return try await cluster.tryEachPrimary(RedisCommandEncoder.encode(arguments)) }
         do {
             return [.success(try await send(arguments))]
         } catch {

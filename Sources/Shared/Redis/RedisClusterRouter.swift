@@ -78,7 +78,7 @@ final class RedisClusterRouter: Sendable {
     }
 
     /// Sends one command to every primary of the current map, in map order: each one's reply or failure.
-    func sendToEachPrimary(_ command: [UInt8]) async throws -> [Result<RedisValue, any Error>] {
+    func tryEachPrimary(_ command: [UInt8]) async throws -> [Result<RedisValue, any Error>] {
         let primaries = try await currentMap().primaries
         var replies: [Result<RedisValue, any Error>] = []
         for node in primaries {
