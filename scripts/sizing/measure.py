@@ -365,8 +365,8 @@ try:
     ok_before = accepted_heartbeats()
     wal_before = psql("SELECT pg_current_wal_lsn()")
     log(f"{args.beat_seconds} s of heartbeats from {beating} devices ({args.silent} fall silent)")
-    wrk = sh("wrk", "-t1", f"-c{args.connections}", f"-d{args.beat_seconds}s", "-s", os.path.join(REPO, "scripts", "sizing", "heartbeat.lua"),
-             f"http://127.0.0.1:{args.gateway_port}", "--", devices_file, str(beating), str(args.pause_ms))
+    wrk = sh("wrk", "-t1", f"-c{args.connections}", f"-d{args.beat_seconds}s", "-s", os.path.join(REPO, "deploy", "loadtest", "heartbeat.lua"),
+             f"http://127.0.0.1:{args.gateway_port}", "--", devices_file, str(beating), str(args.pause_ms), "player")
     beats = accepted_heartbeats() - ok_before
     figures["steady_refused"] = sum(v for k, v in metrics(args.gateway_port).items()
                                     if k.startswith("heartbeat_outcomes_total{") and 'outcome="ok"' not in k)
