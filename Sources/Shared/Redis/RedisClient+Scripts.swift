@@ -20,6 +20,34 @@ extension RedisClient {
         return reply
     }
 
+    /// ``run(_:keys:arguments:)`` with the reply handed to `completion` on the connection's thread
+    /// (see ``send(_:completion:)``); an error reply arrives as ``RedisError/server(_:)``.
+    public func run(
+        _ script: RedisScript, keys: [String], arguments: [String],
+        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        var command = ["EVALSHA", script.sha1, String(keys.count)]
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command += keys
+        command += arguments
+        send(command) { [self, command] result in
+            if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(script.name)"])
+                var withSource = command
+                withSource[0] = "EVAL"
+                withSource[1] = script.source
+                send(withSource) { completion(Self.failingOnErrorReply($0)) }
+                return
+            }
+            completion(Self.failingOnErrorReply(result))
+        }
+    }
+
+    private static func failingOnErrorReply(_ result: Result<RedisValue, any Error>) -> Result<RedisValue, any Error> {
+        if case .success(.error(let message)) = result { return .failure(RedisError.server(message)) }
+        return result
+    }
+
     /// Loads scripts into Redis's cache (every primary's, in cluster mode) ahead of their first use.
     public func load(_ scripts: [RedisScript]) async throws {
         for script in scripts {

@@ -70,6 +70,21 @@ public final class RedisClient: Sendable {
         return try await pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments))
     }
 
+    /// Sends one command; `completion` gets the reply (error replies as ``RedisValue/error(_:)``) on
+    /// the connection's thread, so it must not block. For callers on an event loop that hop back
+    /// themselves: no Swift task per command. In cluster mode (redirections are followed in a task),
+    /// through a task.
+    public func send(_ arguments: [String], completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
+        if cluster != nil {
+            Task {
+                do { completion(.success(try await self.send(arguments))) } catch { completion(.failure(error)) }
+            }
+            return
+        }
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments), completion: completion)
+    }
+
     /// Sends a command without keys to every primary (the one server outside cluster mode) and
     /// returns their replies, error replies included; throws when one cannot be reached.
     public func sendToEachPrimary(_ arguments: [String]) async throws -> [RedisValue] {

@@ -15,7 +15,20 @@ final class RedisPipeline: @unchecked Sendable {
         var command: [UInt8]
         /// Preceded by `ASKING` (a cluster `ASK` redirection).
         var asking: Bool
-        var continuation: CheckedContinuation<RedisValue, any Error>
+        var waiter: Waiter
+    }
+
+    /// Who gets a reply: a suspended task, or a callback run on the pipeline's thread.
+    private enum Waiter {
+        case task(CheckedContinuation<RedisValue, any Error>)
+        case callback(@Sendable (Result<RedisValue, any Error>) -> Void)
+
+        func resume(with result: Result<RedisValue, any Error>) {
+            switch self {
+            case .task(let continuation): continuation.resume(with: result)
+            case .callback(let callback): callback(result)
+            }
+        }
     }
 
     private let endpoint: RedisEndpoint
@@ -47,16 +60,27 @@ final class RedisPipeline: @unchecked Sendable {
     /// - Parameter asking: send `ASKING` right before it, on the same connection (cluster `ASK`).
     func send(_ command: [UInt8], asking: Bool = false) async throws -> RedisValue {
         try await withCheckedThrowingContinuation { continuation in
-            condition.lock()
-            if stopping {
-                condition.unlock()
-                continuation.resume(throwing: RedisError.shutdown)
-                return
-            }
-            queue.append(Pending(command: command, asking: asking, continuation: continuation))
-            if queue.count == 1 { condition.signal() }
-            condition.unlock()
+            enqueue(Pending(command: command, asking: asking, waiter: .task(continuation)))
         }
+    }
+
+    /// Queues one RESP-encoded command; `completion` gets its reply on the pipeline's thread (it must
+    /// not block: every reply of the same round trip waits for it). For callers on an event loop
+    /// that hop back themselves, without a Swift task per command.
+    func send(_ command: [UInt8], completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
+        enqueue(Pending(command: command, asking: false, waiter: .callback(completion)))
+    }
+
+    private func enqueue(_ pending: Pending) {
+        condition.lock()
+        if stopping {
+            condition.unlock()
+            pending.waiter.resume(with: .failure(RedisError.shutdown))
+            return
+        }
+        queue.append(pending)
+        if queue.count == 1 { condition.signal() }
+        condition.unlock()
     }
 
     /// Lets queued commands finish, then stops the thread and closes the connection.
@@ -110,14 +134,14 @@ final class RedisPipeline: @unchecked Sendable {
             do {
                 connection = try connected()
             } catch {
-                for pending in remaining { pending.continuation.resume(throwing: error) }
+                for pending in remaining { pending.waiter.resume(with: .failure(error)) }
                 return
             }
             let commands = remaining.map(\.command)
             let base = remaining.startIndex
             let asking = remaining.contains(where: \.asking) ? remaining.map(\.asking) : nil
             let failure = connection.pipeline(commands, asking: asking) { index, value in
-                remaining[base + index].continuation.resume(returning: value)
+                remaining[base + index].waiter.resume(with: .success(value))
             }
             guard let failure else { return }
             self.connection = nil
@@ -128,7 +152,7 @@ final class RedisPipeline: @unchecked Sendable {
                 continue
             }
             lastFailure = (ContinuousClock.now, failure.error)
-            for pending in remaining { pending.continuation.resume(throwing: failure.error) }
+            for pending in remaining { pending.waiter.resume(with: .failure(failure.error)) }
             return
         }
     }
