@@ -13,8 +13,11 @@ struct HeartbeatController<Context: RequestContext> {
     let maxBodyBytes: Int
     let metrics: IngestMetrics
 
+    /// The route, as `http_requests_total` labels it.
+    static var route: String { "/api/v1/devices/{id}/heartbeat" }
+
     func addRoutes(to router: Router<Context>) {
-        router.post("/api/v1/devices/{id}/heartbeat", use: heartbeat)
+        router.post(RouterPath(Self.route), use: heartbeat)
     }
 
     @Sendable func heartbeat(request: Request, context: Context) async throws -> Response {
@@ -31,40 +34,63 @@ struct HeartbeatController<Context: RequestContext> {
     }
 
     private func handle(request: Request, context: Context) async throws -> Response {
-        // Cheap checks first: a body announced too large is refused before a byte of it is read.
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes {
-            throw APIError.bodyTooLarge(limit: maxBodyBytes)
-        }
-        guard let rawID = context.parameters.get("id"), let pathID = DeviceID(rawID) else {
-            throw APIError.invalid("invalid_device_id", "the device id in the path must be a UUID")
-        }
-        guard let token = Self.bearerToken(request.headers[.authorization]) else {
-            throw APIError.missingToken
-        }
+        let (pathID, token) = try checkHead(
+            contentLength: request.headers[.contentLength], rawID: context.parameters.get("id").map { Substring($0) },
+            authorization: request.headers[.authorization])
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: maxBodyBytes)
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: maxBodyBytes)
         }
+        let heartbeat = try decode(body, pathID: pathID)
+        let outcome: HeartbeatOutcome
+        do {
+            outcome = try await store.record(heartbeat, tokenHash: DeviceToken.hash(token))
+        } catch {
+            throw storeFailed(error, device: pathID, logger: context.logger)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: try Self.reply(to: outcome, of: heartbeat)))
+    }
+
+    // MARK: The steps both paths share (this route and ``HeartbeatChannelHandler``), in the order errors are reported.
+
+    /// What the request head alone decides: a body announced too large (refused before a byte of it
+    /// is read), the device id in the path, the bearer token.
+    func checkHead(contentLength: String?, rawID: Substring?, authorization: String?) throws(APIError) -> (DeviceID, token: String) {
+        if let length = contentLength.flatMap(Int.init), length > maxBodyBytes {
+            throw APIError.bodyTooLarge(limit: maxBodyBytes)
+        }
+        guard let rawID, let pathID = DeviceID(rawID) else {
+            throw APIError.invalid("invalid_device_id", "the device id in the path must be a UUID")
+        }
+        guard let token = Self.bearerToken(authorization) else { throw APIError.missingToken }
+        return (pathID, token)
+    }
+
+    /// The body, validated, for the device in the path.
+    func decode(_ body: ByteBuffer, pathID: DeviceID) throws(APIError) -> HeartbeatPayload {
         let heartbeat: HeartbeatPayload
         do {
-            heartbeat = try body.withUnsafeReadableBytes { try HeartbeatPayload.decode(utf8: $0) }
-        } catch let error as PayloadValidationError {
+            heartbeat = try body.withUnsafeReadableBytes { bytes throws(PayloadValidationError) in try HeartbeatPayload.decode(utf8: bytes) }
+        } catch {
             throw APIError.invalidBody(error)
         }
         guard heartbeat.deviceID == pathID else {
             throw APIError.invalid("device_id_mismatch", "device_id in the body must equal the id in the path")
         }
+        return heartbeat
+    }
 
-        let outcome: HeartbeatOutcome
-        do {
-            outcome = try await store.record(heartbeat, tokenHash: DeviceToken.hash(token))
-        } catch {
-            metrics.storeErrors.increment()
-            context.logger.warning("heartbeat not recorded", metadata: ["device": "\(pathID)", "error": "\(error)"])
-            throw APIError.storeUnavailable
-        }
+    /// A store failure, counted and logged, as the `503` it is answered with.
+    func storeFailed(_ error: any Error, device: DeviceID, logger: Logger) -> APIError {
+        metrics.storeErrors.increment()
+        logger.warning("heartbeat not recorded", metadata: ["device": "\(device)", "error": "\(error)"])
+        return APIError.storeUnavailable
+    }
+
+    /// The `200` body for a recorded heartbeat; the error for any other outcome.
+    static func reply(to outcome: HeartbeatOutcome, of heartbeat: HeartbeatPayload) throws(APIError) -> ByteBuffer {
         switch outcome {
         case .unknownDevice: throw APIError.unknownDevice
         case .registryNotLoaded: throw APIError.registryNotLoaded
@@ -72,9 +98,7 @@ struct HeartbeatController<Context: RequestContext> {
         case .tooFrequent(let retryAfter): throw APIError.tooFrequent(retryAfter: retryAfter)
         case .recorded(let serverTime, let assignedPlaylist, let commands):
             let playlistUpdated = assignedPlaylist != nil && assignedPlaylist != heartbeat.currentPlaylist
-            return Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: Self.reply(serverTime: serverTime, playlistUpdated: playlistUpdated, commands: commands)))
+            return reply(serverTime: serverTime, playlistUpdated: playlistUpdated, commands: commands)
         }
     }
 

@@ -16,6 +16,18 @@ enum HeartbeatOutcome: Sendable, Equatable {
 protocol HeartbeatStore: Sendable {
     /// Checks the token and records the heartbeat atomically, returning what the device should know.
     func record(_ heartbeat: HeartbeatPayload, tokenHash: String) async throws -> HeartbeatOutcome
+    /// ``record(_:tokenHash:)`` for a caller on an event loop: `completion` runs once, on any
+    /// thread, and must not block.
+    func record(_ heartbeat: HeartbeatPayload, tokenHash: String, completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void)
     /// Throws when the store cannot be reached.
     func checkReachable() async throws
+}
+
+extension HeartbeatStore {
+    /// Through a task, for stores without a callback path of their own.
+    func record(_ heartbeat: HeartbeatPayload, tokenHash: String, completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void) {
+        Task {
+            do { completion(.success(try await record(heartbeat, tokenHash: tokenHash))) } catch { completion(.failure(error)) }
+        }
+    }
 }

@@ -9,22 +9,34 @@ struct RedisHeartbeatStore: HeartbeatStore {
     let historyStreamCap: Int
 
     func record(_ heartbeat: HeartbeatPayload, tokenHash: String) async throws -> HeartbeatOutcome {
+        let (keys, arguments) = scriptCall(heartbeat, tokenHash: tokenHash)
+        return try Self.outcome(of: try await redis.run(HeartbeatScript.script, keys: keys, arguments: arguments))
+    }
+
+    /// The same script call, its reply decoded on the Redis connection's thread.
+    func record(_ heartbeat: HeartbeatPayload, tokenHash: String, completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void) {
+        let (keys, arguments) = scriptCall(heartbeat, tokenHash: tokenHash)
+        redis.run(HeartbeatScript.script, keys: keys, arguments: arguments) { reply in
+            completion(reply.flatMap { reply in Result { try Self.outcome(of: reply) } })
+        }
+    }
+
+    /// ``HeartbeatScript``'s keys and arguments for one heartbeat.
+    private func scriptCall(_ heartbeat: HeartbeatPayload, tokenHash: String) -> (keys: [String], arguments: [String]) {
         let id = heartbeat.deviceID
         let bucket = keys.bucket(of: id)
-        let reply = try await redis.run(
-            HeartbeatScript.script,
-            keys: [
+        return (
+            [
                 keys.online(bucket: bucket), keys.device(id), keys.commands(id),
                 keys.transitions(bucket: bucket), keys.history(bucket: bucket),
                 keys.registryMarker(bucket: bucket), keys.commandLog(id),
             ],
-            arguments: [
+            [
                 id.string, tokenHash, heartbeat.storedForm,
                 String(Int64(minimumInterval / .milliseconds(1))), String(historyStreamCap),
                 heartbeat.ackedCommands.joined(separator: " "),
             ]
         )
-        return try Self.outcome(of: reply)
     }
 
     func checkReachable() async throws {

@@ -1,8 +1,10 @@
+import Configuration
 import Foundation
 import HTTPTypes
 import HeartbeatDomain
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
 import RedisAdapter
 import ServerSupport
@@ -11,7 +13,15 @@ import Testing
 @testable import Ingest
 
 /// The heartbeat route over the in-memory store: every status the API promises, without Redis.
+/// Each test runs twice: through Hummingbird's router, and on a live socket where
+/// ``HeartbeatChannelHandler`` answers heartbeats on the event loop; both must answer the same.
 @Suite struct HeartbeatRouteTests {
+    /// Who answers the heartbeat.
+    enum Path: String, CaseIterable, CustomTestStringConvertible {
+        case router, eventLoop
+        var testDescription: String { rawValue }
+    }
+
     let id = DeviceID.random()
     let token = DeviceToken.generate()
     let store = InMemoryHeartbeatStore()
@@ -25,9 +35,22 @@ import Testing
             string: #"{"device_id":"\#((id ?? self.id).string)","timestamp":"2026-02-02T10:30:00Z","current_playlist":"\#(playlist)"\#(extra)}"#)
     }
 
-    func withApp(store: (any HeartbeatStore)? = nil, _ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-        let router = buildRouter(store: store ?? self.store, metricsRegistry: TestMetrics.registry)
-        try await Application(router: router).test(.router, test)
+    func withApp(
+        _ path: Path, store: (any HeartbeatStore)? = nil, _ test: @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
+        switch path {
+        case .router:
+            let router = buildRouter(store: store ?? self.store, metricsRegistry: TestMetrics.registry)
+            try await Application(router: router).test(.router, test)
+        case .eventLoop:
+            let configuration = try IngestConfiguration(
+                reader: ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: ["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0"])))
+            var logger = Logger(label: "gateway-under-test")
+            logger.logLevel = .critical
+            let app = buildApplication(
+                configuration: configuration, store: store ?? self.store, metricsRegistry: TestMetrics.registry, logger: logger)
+            try await app.test(.live, test)
+        }
     }
 
     func post(_ client: some TestClientProtocol, path: String? = nil, token: String?, body: ByteBuffer) async throws -> TestResponse {
@@ -40,9 +63,9 @@ import Testing
         try #require(JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
     }
 
-    @Test func acceptsAHeartbeat() async throws {
+    @Test(arguments: Path.allCases) func acceptsAHeartbeat(path: Path) async throws {
         store.enqueue(command: "c1", json: #"{"id":"c1","type":"reboot"}"#, expiresAt: .init(millisecondsSinceEpoch: Int64.max), for: id)
-        try await withApp { client in
+        try await withApp(path) { client in
             let response = try await post(client, token: token, body: body())
             #expect(response.status == .ok)
             #expect(response.headers[.contentType] == "application/json")
@@ -62,7 +85,7 @@ import Testing
         #expect(store.device(id)?.latest?.currentPlaylist == "pl-2")
     }
 
-    @Test func refusesBadRequestsWithJSONErrors() async throws {
+    @Test(arguments: Path.allCases) func refusesBadRequestsWithJSONErrors(path: Path) async throws {
         let other = DeviceID.random()
         let cases: [(String?, String?, ByteBuffer, HTTPResponse.Status, String)] = [
             ("/api/v1/devices/not-a-uuid/heartbeat", token, body(), .badRequest, "invalid_device_id"),
@@ -79,7 +102,7 @@ import Testing
             ("/api/v1/devices/\(other)/heartbeat", token, body(id: other), .notFound, "unknown_device"),
             (nil, token, ByteBuffer(repeating: UInt8(ascii: " "), count: 16 * 1024 + 1), .contentTooLarge, "body_too_large"),
         ]
-        try await withApp { client in
+        try await withApp(path) { client in
             for (index, (path, token, body, status, code)) in cases.enumerated() {
                 let response = try await post(client, path: path, token: token, body: body)
                 #expect(response.status == status, "case \(index)")
@@ -91,20 +114,20 @@ import Testing
         }
     }
 
-    @Test func aTokenOfAnotherDeviceIsWrong() async throws {
+    @Test(arguments: Path.allCases) func aTokenOfAnotherDeviceIsWrong(path: Path) async throws {
         let other = DeviceID.random()
         let otherToken = DeviceToken.generate()
         store.register(other, tokenHash: DeviceToken.hash(otherToken))
-        try await withApp { client in
+        try await withApp(path) { client in
             let response = try await post(client, token: otherToken, body: body())
             #expect(response.status == .unauthorized)
         }
     }
 
-    @Test func tooFrequentHeartbeatsGet429WithRetryAfter() async throws {
+    @Test(arguments: Path.allCases) func tooFrequentHeartbeatsGet429WithRetryAfter(path: Path) async throws {
         let store = InMemoryHeartbeatStore(minimumInterval: .seconds(30))
         store.register(id, tokenHash: DeviceToken.hash(token))
-        try await withApp(store: store) { client in
+        try await withApp(path, store: store) { client in
             #expect(try await post(client, token: token, body: body()).status == .ok)
             let response = try await post(client, token: token, body: body())
             #expect(response.status == .tooManyRequests)
@@ -113,9 +136,9 @@ import Testing
         }
     }
 
-    @Test func storeFailureIs503WithRetryAfter() async throws {
+    @Test(arguments: Path.allCases) func storeFailureIs503WithRetryAfter(path: Path) async throws {
         store.failure.withLock { $0 = RedisError.unavailable("connection refused") }
-        try await withApp { client in
+        try await withApp(path) { client in
             // Retry-After is jittered (1 to 5 s) so a fleet does not retry in lockstep
             var seen = Set<String>()
             for _ in 0..<40 {
@@ -131,8 +154,8 @@ import Testing
         }
     }
 
-    @Test func aServedPathWithAnotherMethodIs405WithAllow() async throws {
-        try await withApp { client in
+    @Test(arguments: Path.allCases) func aServedPathWithAnotherMethodIs405WithAllow(path: Path) async throws {
+        try await withApp(path) { client in
             let response = try await client.execute(uri: "/api/v1/devices/\(id)/heartbeat", method: .get)
             #expect(response.status == .methodNotAllowed)
             #expect(response.headers[.allow] == "POST")
@@ -143,8 +166,8 @@ import Testing
         }
     }
 
-    @Test func healthAndMetrics() async throws {
-        try await withApp { client in
+    @Test(arguments: Path.allCases) func healthAndMetrics(path: Path) async throws {
+        try await withApp(path) { client in
             #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
             #expect(try await client.execute(uri: "/readyz", method: .get).status == .ok)
             _ = try await post(client, token: "wrong", body: body())
@@ -156,6 +179,28 @@ import Testing
             #expect(text.contains("http_requests_total"))
             #expect(text.contains("http_requests_in_flight"))
         }
+    }
+
+    @Test func theEventLoopAnswersOnlyHeartbeatsItCanAnswerAsTheRouteWould() {
+        func id(_ path: String, _ fields: HTTPFields = [:], method: HTTPRequest.Method = .post) -> String? {
+            HeartbeatChannelHandler.heartbeatDeviceID(HTTPRequest(method: method, scheme: nil, authority: nil, path: path, headerFields: fields))
+                .map(String.init)
+        }
+        let uuid = "0b6e2a58-4a63-4d4e-9d8f-7c1f3c2b1a00"
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat") == uuid)
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat?x=1") == uuid)  // the router ignores the query too
+        #expect(id("/api/v1/devices/not-a-uuid/heartbeat") == "not-a-uuid")  // answered 400 here, as the route would
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat", [.connection: "Keep-Alive"]) == uuid)
+        // left to the router:
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat", method: .get) == nil)
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat/") == nil)
+        #expect(id("/api/v1/devices//heartbeat") == nil)
+        #expect(id("/api/v1/devices/a/b/heartbeat") == nil)
+        #expect(id("/api/v1/devices/%30b6e/heartbeat") == nil)
+        #expect(id("/api/v1/devices/\(uuid)/heartbeats") == nil)
+        #expect(id("/api/v2/devices/\(uuid)/heartbeat") == nil)
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat", [.connection: "close"]) == nil)
+        #expect(id("/api/v1/devices/\(uuid)/heartbeat", [.expect: "100-continue"]) == nil)
     }
 
     @Test func bearerSchemeIsCaseInsensitive() {

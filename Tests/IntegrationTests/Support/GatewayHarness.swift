@@ -37,10 +37,15 @@ struct GatewayHarness {
     }
 
     /// Runs the real gateway on a live socket.
-    func withGateway(_ extra: [String: String] = [:], _ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    /// - Parameter eventLoopHeartbeats: false answers heartbeats through the router instead (the same answers, slower).
+    func withGateway(
+        _ extra: [String: String] = [:], eventLoopHeartbeats: Bool = true, _ test: @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
         var logger = Logger(label: "gateway-under-test")
         logger.logLevel = .error
-        let app = buildApplication(configuration: try configuration(extra), metricsRegistry: IntegrationMetrics.registry, logger: logger)
+        let app = buildApplication(
+            configuration: try configuration(extra), metricsRegistry: IntegrationMetrics.registry, logger: logger,
+            eventLoopHeartbeats: eventLoopHeartbeats)
         try await app.test(.live, test)
     }
 

@@ -28,7 +28,12 @@ public struct HTTPServerLimits: Sendable, Equatable {
 
     /// The server builder with the idle timeout.
     public var server: HTTPServerBuilder {
-        return .http1(configuration: .init(idleTimeout: .nanoseconds(idleTimeout.nanoseconds)))
+        .http1(configuration: http1)
+    }
+
+    /// The HTTP/1 channel configuration with the idle timeout.
+    public var http1: HTTP1Channel.Configuration {
+        .init(idleTimeout: .nanoseconds(idleTimeout.nanoseconds))
     }
 
     /// The application configuration for `address`, with the connection cap.

@@ -36,14 +36,35 @@ public final class RequestMetricsMiddleware<Context: RequestContext>: RouterMidd
         }
     }
 
+    /// Counts a request answered below the router (a fast path bound to the event loop) as in flight.
+    public func started() {
+        inFlight.add(1, ordering: .relaxed)
+    }
+
+    /// Ends what ``started()`` began; `counter` is the one ``counter(route:method:status:)`` made.
+    public func finished(_ counter: Counter) {
+        inFlight.subtract(1, ordering: .relaxed)
+        counter.increment()
+    }
+
+    /// Ends what ``started()`` began for a request that was never answered (its connection went).
+    public func abandoned() {
+        inFlight.subtract(1, ordering: .relaxed)
+    }
+
     /// Publishes the in-flight count; call before emitting the registry.
     public func refreshGauges() {
         inFlightGauge.record(inFlight.load(ordering: .relaxed))
     }
 
     private func count(route: String, method: HTTPRequest.Method, status: Int) {
+        counter(route: route, method: method, status: status).increment()
+    }
+
+    /// The `http_requests_total` counter of a route, method and status (made once, then cached).
+    public func counter(route: String, method: HTTPRequest.Method, status: Int) -> Counter {
         let key = Key(route: route, method: method, status: status)
-        let counter = counters.withLock { counters in
+        return counters.withLock { counters in
             if let counter = counters[key] { return counter }
             let counter = Counter(
                 label: "http_requests_total",
@@ -53,6 +74,5 @@ public final class RequestMetricsMiddleware<Context: RequestContext>: RouterMidd
             counters[key] = counter
             return counter
         }
-        counter.increment()
     }
 }
