@@ -130,6 +130,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_named(name):
+    """utime + stime of every process called `name` (PostgreSQL's backends), in seconds."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            text = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        if text[text.index("(") + 1:text.rindex(")")] == name:
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def script_stats(port):
     """(calls, microseconds) of EVALSHA and EVAL so far, from INFO commandstats."""
     text = subprocess.run(["redis-cli", "-p", port, "INFO", "commandstats"], capture_output=True, text=True, check=True).stdout
@@ -183,7 +199,7 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
 """)
     start("nginx", ["nginx", "-c", os.path.join(nginx_dir, "nginx.conf")], {}, os.path.join(RUN, "nginx.log"))
     if args.peer:
-        start("peer", [os.path.join(peer_dir, "peer-go")], {
+        peer_process = start("peer", [os.path.join(peer_dir, "peer-go")], {
             "HB_SCRIPT": os.path.join(peer_dir, "heartbeat.lua"), "REDIS_ADDR": "127.0.0.1:6392", "BUCKETS": "16",
             "ADDR": f"127.0.0.1:{PEER_PORT}"}, os.path.join(RUN, "peer.log"))
     wait_ready(f"http://127.0.0.1:{ADMIN_PORT}/readyz", "monitor")
@@ -200,13 +216,15 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
                                   capture_output=True, text=True, check=True).stdout.strip() or 0)
 
     results = {"nginx": [], "noop": [], "heartbeat": [], "peer": [], "heartbeat_c1": []}
-    per_heartbeat = {"gateway_cpu_us": [], "redis_cpu_us": [], "script_us": []}
+    per_heartbeat = {"gateway_cpu_us": [], "redis_cpu_us": [], "script_us": [], "shared_cpu_us": [],
+                     "peer_cpu_us": [], "peer_redis_cpu_us": []}
     history_rates = []
     script = os.path.join(ROOT, "deploy", "loadtest", "heartbeat.lua")
 
     def heartbeat_run():
         calls0, usec0 = script_stats("6392")
         gateway0, redis0 = cpu_seconds(gateway.pid), cpu_seconds(redis_pid)
+        shared0 = cpu_seconds(monitor.pid) + cpu_seconds_named("postgres")
         before, started = history_rows(), time.time()
         result = wrk(f"http://127.0.0.1:{HTTP_PORT}", script, (devices_file,))
         history_rates.append((history_rows() - before) / (time.time() - started))
@@ -214,8 +232,17 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         done = max(result["requests"], 1)
         per_heartbeat["gateway_cpu_us"].append((cpu_seconds(gateway.pid) - gateway0) / done * 1e6)
         per_heartbeat["redis_cpu_us"].append((cpu_seconds(redis_pid) - redis0) / done * 1e6)
+        per_heartbeat["shared_cpu_us"].append((cpu_seconds(monitor.pid) + cpu_seconds_named("postgres") - shared0) / done * 1e6)
         per_heartbeat["script_us"].append((usec1 - usec0) / max(calls1 - calls0, 1))
         results["heartbeat"].append(result)
+
+    def peer_run():
+        peer0, redis0 = cpu_seconds(peer_process.pid), cpu_seconds(redis_pid)
+        result = wrk(f"http://127.0.0.1:{PEER_PORT}", script, (devices_file,))
+        done = max(result["requests"], 1)
+        per_heartbeat["peer_cpu_us"].append((cpu_seconds(peer_process.pid) - peer0) / done * 1e6)
+        per_heartbeat["peer_redis_cpu_us"].append((cpu_seconds(redis_pid) - redis0) / done * 1e6)
+        results["peer"].append(result)
 
     steps = [
         ("nginx", lambda: results["nginx"].append(wrk(f"http://127.0.0.1:{NGINX_PORT}/"))),
@@ -223,7 +250,7 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         ("heartbeat", heartbeat_run),
     ]
     if args.peer:
-        steps.append(("peer", lambda: results["peer"].append(wrk(f"http://127.0.0.1:{PEER_PORT}", script, (devices_file,)))))
+        steps.append(("peer", peer_run))
     for run in range(args.runs):
         order = steps if run % 2 == 0 else list(reversed(steps))  # alternating, so neither side always goes first
         print(f"bench: run {run + 1}/{args.runs}: {', '.join(name for name, _ in order)}", file=sys.stderr)
@@ -410,6 +437,9 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         ("script time in Redis per heartbeat (µs)", median(per_heartbeat["script_us"]), "≤ 10", lambda v: v <= 10, "{:.1f}"),
         ("gateway CPU per heartbeat (µs)", median(per_heartbeat["gateway_cpu_us"]), "≤ 30", lambda v: v <= 30, "{:.1f}"),
         ("Redis CPU per heartbeat (µs)", median(per_heartbeat["redis_cpu_us"]), "", None, "{:.1f}"),
+        ("Go peer CPU per heartbeat (µs)", median(per_heartbeat["peer_cpu_us"]) if peer else None, "", None, "{:.1f}"),
+        ("Redis CPU per Go peer heartbeat (µs)", median(per_heartbeat["peer_redis_cpu_us"]) if peer else None, "", None, "{:.1f}"),
+        ("monitor + PostgreSQL CPU per heartbeat (µs)", median(per_heartbeat["shared_cpu_us"]), "", None, "{:.1f}"),
         ("history writer rows/s (500k waiting)", monitor_result["history_rows_per_s"], "≥ 50,000", lambda v: v >= 50000, "{:.0f}"),
         ("history writer ÷ psql \\copy", monitor_result["history_rows_per_s"] / monitor_result["copy_baseline_rows_per_s"], "", None, "{:.2f}"),
         ("offline detection, 1% of the fleet (s)", monitor_result["applied_s"], "≤ 5", lambda v: v <= 5, "{:.2f}"),
@@ -462,6 +492,9 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         row("heartbeat p50 latency at 1 connection (ms)", p50_c1, "{:.3f}"),
         row("gateway CPU per heartbeat (µs, /proc utime+stime ÷ requests)", per_heartbeat["gateway_cpu_us"], "{:.1f}"),
         row("Redis CPU per heartbeat (µs, the redis-server process)", per_heartbeat["redis_cpu_us"], "{:.1f}"),
+        *([row("Go peer CPU per heartbeat (µs, its process)", per_heartbeat["peer_cpu_us"], "{:.1f}"),
+           row("Redis CPU per Go peer heartbeat (µs)", per_heartbeat["peer_redis_cpu_us"], "{:.1f}")] if peer else []),
+        row("monitor + PostgreSQL CPU per heartbeat (µs: the history each one writes, same two cores)", per_heartbeat["shared_cpu_us"], "{:.1f}"),
         row("script time in Redis per heartbeat (µs, INFO commandstats)", per_heartbeat["script_us"], "{:.1f}"),
         row("history rows written per s during the heartbeat runs", history_rates),
         "",
