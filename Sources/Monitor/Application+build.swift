@@ -30,7 +30,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
     // shared state
     let leadership = Leadership()
     let metrics = MonitorMetrics()
-    let outages = RedisOutages(offlineAfter: configuration.offlineAfter)
+    let outages = RedisOutages(offlineAfter: configuration.offlineAfter, buckets: keys.allBuckets)
     let redisRunID = RunIDWatch()
     let stormGuard = SharedStormGuard(StormGuard(settings: configuration.storm, window: configuration.offlineAfter))
 

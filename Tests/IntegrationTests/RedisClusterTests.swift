@@ -138,6 +138,70 @@ import Testing
         #expect(nodes.count >= 2, "the devices' buckets span several primaries")
         await h.shutdown()
     }
+
+    @Test func aPrimaryDownLeavesTheOtherNodesBucketsScannedAndItsDevicesOnline() async throws {
+        let cluster = try await RedisClusterNodes.start()
+        let h = try await MonitorHarness.start(cluster: cluster)
+        try await h.migrate()
+        // in PostgreSQL too: the stopped node comes back empty and its buckets are re-seeded from there
+        let devices = try await h.registerEverywhere(24)
+        let stopped = try await cluster.owner(of: RedisSlot.of(h.keys.online(bucket: h.keys.bucket(of: devices[0].0))))
+        var stoppedOnes: [(DeviceID, String)] = []
+        var elsewhere: [(DeviceID, String)] = []
+        for device in devices {
+            let owner = try await cluster.owner(of: RedisSlot.of(h.keys.online(bucket: h.keys.bucket(of: device.0))))
+            if owner.port == stopped.port { stoppedOnes.append(device) } else { elsewhere.append(device) }
+        }
+        let onStopped = stoppedOnes
+        try #require(onStopped.count >= 1 && elsewhere.count >= 4, "devices on the stopped node and elsewhere")
+        let (beating, silent) = (Array(elsewhere.prefix(elsewhere.count / 2)), Array(elsewhere.dropFirst(elsewhere.count / 2)))
+        try await h.withMonitor { _ in
+            for (id, token) in devices { try await h.beat(id, token: token) }
+            #expect(
+                try await h.eventually(.seconds(5)) {
+                    for (id, _) in devices where try await h.status(id)?.status != "online" { return false }
+                    return true
+                })
+            // a primary lost for longer than OFFLINE_AFTER (2 s), with no replica to take over: its
+            // devices cannot beat; the other nodes' silent devices must still be found
+            await stopped.stop()
+            let stoppedAt = try await h.database.connection.query("SELECT now()::text").scalar ?? ""
+            let downUntil = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < downUntil {
+                for (id, token) in beating { try await h.beat(id, token: token) }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            for (id, _) in silent { #expect(try await h.status(id)?.status == "offline", "silent on a live node: \(id)") }
+            for (id, _) in beating { #expect(try await h.status(id)?.status == "online") }
+            for (id, _) in onStopped { #expect(try await h.status(id)?.status == "online", "its Redis was down: \(id)") }
+            // and the live nodes' history kept reaching PostgreSQL meanwhile
+            let written = try await h.database.connection.query(
+                "SELECT count(*) FROM heartbeat_history WHERE received_at > $1::timestamptz AND device_id IN (\(beating.map { "'\($0.0)'" }.joined(separator: ",")))",
+                [stoppedAt]
+            ).scalar
+            #expect((Int(written ?? "") ?? 0) > beating.count, "history rows of the beating devices while a primary was down: \(written ?? "none")")
+            // back: its devices beat again within their credit, and none of them was declared offline
+            try await stopped.start()
+            #expect(
+                try await h.eventually(.seconds(10)) {
+                    for (id, token) in onStopped {
+                        guard case .recorded = try? await h.beat(id, token: token) else { return false }
+                    }
+                    return true
+                })
+            let keepUntil = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < keepUntil {
+                for (id, token) in beating + onStopped { _ = try? await h.beat(id, token: token) }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            for (id, _) in onStopped { #expect(try await h.status(id)?.status == "online", "declared offline after its Redis came back: \(id)") }
+            let offline = try await h.database.connection.query(
+                "SELECT count(*) FROM device_status_events WHERE to_status = 'offline' AND device_id IN (\(onStopped.map { "'\($0.0)'" }.joined(separator: ",")))"
+            ).scalar
+            #expect(offline == "0")
+        }
+        await h.shutdown()
+    }
 }
 
 extension Sequence {

@@ -15,7 +15,7 @@ import Testing
     static func scanner(_ store: InMemoryLivenessStore, leadership: Leadership, minDevices: Int = 50, batchSize: Int = 2) -> OfflineScanner {
         OfflineScanner(
             store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600),
-            outages: RedisOutages(offlineAfter: .seconds(600)), scanInterval: .seconds(60), batchSize: batchSize,
+            outages: RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2), scanInterval: .seconds(60), batchSize: batchSize,
             stormGuard: SharedStormGuard(
                 StormGuard(
                     settings: .init(minDevices: minDevices, fraction: 0.5, maxHold: .seconds(900)),
@@ -48,17 +48,50 @@ import Testing
         Self.add(store, count: 3, bucket: 0, silentSeconds: 700)
         Self.add(store, count: 90, bucket: 1, silentSeconds: 1)
         let leadership = Leadership()
-        let outages = RedisOutages(offlineAfter: .seconds(600))
+        let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
         let scanner = OfflineScanner(
             store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600), outages: outages,
             scanInterval: .seconds(60), batchSize: 10,
             stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 50, fraction: 0.5, maxHold: .seconds(900)))),
             metrics: MonitorMetrics(), logger: Self.logger)
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
-        outages.missed()
+        outages.record(.unreachable(buckets: 0..<2))
         #expect(try await scanner.scan(lease).declaredOffline == 0)
-        outages.reached()
+        outages.record(.reached(runID: "back"))
         #expect(try await scanner.scan(lease).declaredOffline == 3)
+    }
+
+    @Test func aBucketOutOfReachIsSkippedWhileTheOthersAreScanned() async throws {
+        let store = InMemoryLivenessStore()
+        Self.add(store, count: 3, bucket: 0, silentSeconds: 700)
+        Self.add(store, count: 4, bucket: 1, silentSeconds: 700)
+        Self.add(store, count: 90, bucket: 0, silentSeconds: 1)
+        let leadership = Leadership()
+        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
+        let scanner = OfflineScanner(
+            store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600), outages: outages,
+            scanInterval: .seconds(60), batchSize: 10,
+            stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 50, fraction: 0.5, maxHold: .seconds(900)))),
+            metrics: MonitorMetrics(), logger: Self.logger)
+        outages.record(await store.probe())  // the elector's probes, all answered
+        // a cluster primary down: its bucket fails, the probe names it
+        store.state.withLock { $0.unreachableBuckets = [1] }
+        // before the probe has seen it: the bucket's count fails, the other bucket is scanned anyway
+        #expect(try await scanner.scan(lease).declaredOffline == 3)
+        Self.add(store, count: 2, bucket: 0, silentSeconds: 700)
+        outages.record(await store.probe())
+        #expect(outages.isOngoing(bucket: 1) && !outages.isOngoing(bucket: 0))
+        #expect(try await scanner.scan(lease).declaredOffline == 2)
+        // back: bucket 1's devices could not beat meanwhile, so they get the outage as credit
+        store.state.withLock { $0.unreachableBuckets = [] }
+        try await Task.sleep(for: .milliseconds(20))
+        outages.record(await store.probe())
+        #expect(outages.credit(bucket: 1) >= .milliseconds(20) && outages.credit(bucket: 0) == .zero)
+        #expect(try await scanner.scan(lease).declaredOffline == 4)
+        // nothing answers at all: the scan fails (and the leader loop logs it)
+        store.state.withLock { $0.reachable = false }
+        await #expect(throws: OfflineScanError.self) { try await scanner.scan(lease) }
     }
 
     @Test func scannerHoldsAStormAndDeclaresNothing() async throws {
@@ -217,7 +250,7 @@ import Testing
     static func elector(_ lock: InMemoryLeaderLock, _ redis: InMemoryLivenessStore, _ leadership: Leadership) -> LeaderElector {
         LeaderElector(
             lock: lock, liveness: redis, instanceID: "test", leadership: leadership, checkInterval: .seconds(1),
-            redisTimeout: .milliseconds(50), outages: RedisOutages(offlineAfter: .seconds(600)), redisRunID: RunIDWatch(),
+            redisTimeout: .milliseconds(50), outages: RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2), redisRunID: RunIDWatch(),
             metrics: MonitorMetrics(), logger: logger)
     }
 
@@ -250,7 +283,7 @@ import Testing
     @Test func aClusterPrimaryDownKeepsTheLeaderButCountsAsAnOutage() async throws {
         let redis = InMemoryLivenessStore()
         let leadership = Leadership()
-        let outages = RedisOutages(offlineAfter: .seconds(600))
+        let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
         let elector = LeaderElector(
             lock: InMemoryLeaderLock(server: InMemoryLeaderLock.Server()), liveness: redis, instanceID: "test", leadership: leadership,
             checkInterval: .seconds(1), redisTimeout: .milliseconds(50), outages: outages, redisRunID: RunIDWatch(),
@@ -260,16 +293,16 @@ import Testing
         #expect(leadership.isLeader)
         // one primary down (a failover under way): the others answer, so the leader stays past the
         // timeout, while the scanner sees an outage it will credit the devices with
-        redis.state.withLock { $0.partlyReachable = true }
+        redis.state.withLock { $0.unreachableBuckets = [1] }
         await elector.elect(redisReachedAt: &reached)
         try await Task.sleep(for: .milliseconds(80))
         await elector.elect(redisReachedAt: &reached)
         #expect(leadership.isLeader)
-        #expect(outages.isOngoing)
-        redis.state.withLock { $0.partlyReachable = false }
+        #expect(outages.isOngoing(bucket: 1) && !outages.isOngoing(bucket: 0))
+        redis.state.withLock { $0.unreachableBuckets = [] }
         await elector.elect(redisReachedAt: &reached)
         #expect(!outages.isOngoing)
-        #expect(outages.credit > .zero)
+        #expect(outages.credit(bucket: 1) > .zero && outages.credit(bucket: 0) == .zero)
     }
 
     @Test func aLeaderWhoseLockSessionBrokeStepsDown() async throws {

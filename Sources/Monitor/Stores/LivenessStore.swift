@@ -30,8 +30,15 @@ struct RedisProbe: Sendable, Equatable {
     /// Some of Redis answered: on a cluster with a primary down, the monitor's path to Redis still
     /// works, so it keeps leading (a standby would see the same cluster).
     var reachable: Bool
+    /// Buckets whose Redis did not answer: none when all of Redis did, every bucket when none did,
+    /// on a cluster with a primary down the buckets it serves. Their devices could not beat.
+    var unreachableBuckets: Set<Int>
 
-    static let unreachable = RedisProbe(runID: nil, reachable: false)
+    /// All of Redis answered.
+    static func reached(runID: String) -> RedisProbe { RedisProbe(runID: runID, reachable: true, unreachableBuckets: []) }
+
+    /// None of Redis answered.
+    static func unreachable(buckets: Range<Int>) -> RedisProbe { RedisProbe(runID: nil, reachable: false, unreachableBuckets: Set(buckets)) }
 }
 
 /// One bucket's count from ``LivenessStore/countStale(bucket:silenceAllowed:)``.

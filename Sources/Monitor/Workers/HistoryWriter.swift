@@ -46,8 +46,10 @@ struct HistoryWriter: StreamBatchHandler {
             try await maintain()
             maintenance.done()
         }
-        // the elector's probe notes restarts every second or so; this round must not read before it
-        if let runID = try await redis.serverRunID() { redisRunID.observe(runID) }
+        // the elector's probe notes restarts every second or so; this round must not read before it.
+        // With part of a cluster out of reach there is no whole run id: its buckets fail this round
+        // anyway, and the restart shows once all of it answers again.
+        if let runID = try? await redis.serverRunID() { redisRunID.observe(runID) }
         if redisRunID.rebaselineDue { try await rebaselineReadCounts() }
     }
 
@@ -99,8 +101,9 @@ struct HistoryWriter: StreamBatchHandler {
     func rebaselineReadCounts() async throws {
         for bucket in keys.allBuckets {
             let stream = keys.history(bucket: bucket)
-            let info = try await redis.xinfoStream(stream)
+            // a stream Redis lost has no group to set right (it is made again with its first entry)
             guard let group = try await redis.xinfoGroups(stream).first(where: { $0.name == Self.group }) else { continue }
+            let info = try await redis.xinfoStream(stream)
             // entries at or before the last delivered one are read (pending or written, not trimmed yet): few
             let read = try await redis.xrangeCount(stream, from: "-", to: group.lastDeliveredID)
             let unread = max(0, info.length - read)

@@ -11,8 +11,8 @@ import ServiceLifecycle
 /// Redis answers, so a standby with a working Redis path takes over. On a cluster, reaching some
 /// primaries counts: with one primary down (a failover in progress) every instance sees the same,
 /// and handing over would only leave the healthy buckets without a leader. The same probe notes
-/// Redis outages, any part of Redis out of reach (the scanner's credit), and restarts (its
-/// `run_id`, for the history writer).
+/// Redis outages, per bucket (the scanner's credit: on a cluster, a primary's outage is its
+/// buckets' alone), and restarts (its `run_id`, for the history writer).
 struct LeaderElector: Service {
     let lock: any LeaderLock
     let liveness: any LivenessStore
@@ -46,15 +46,11 @@ struct LeaderElector: Service {
     func elect(redisReachedAt: inout ContinuousClock.Instant) async {
         let probe = await liveness.probe()
         if probe.reachable { redisReachedAt = .now }
-        if let runID = probe.runID {
-            redisRunID.observe(runID)
-            if let outage = outages.reached() {
-                logger.warning(
-                    "Redis reachable again; devices get the outage on top of OFFLINE_AFTER for one OFFLINE_AFTER",
-                    metadata: ["outage": "\(outage)"])
-            }
-        } else {
-            outages.missed()
+        if let runID = probe.runID { redisRunID.observe(runID) }
+        if let outage = outages.record(probe) {
+            logger.warning(
+                "Redis reachable again; its devices get the outage on top of OFFLINE_AFTER for one OFFLINE_AFTER",
+                metadata: ["outage": "\(outage)"])
         }
         do {
             if leadership.isLeader {

@@ -54,28 +54,51 @@ final class OfflineScanner: Service, Sendable {
     }
 
     /// One scan.
+    ///
+    /// Bucket by bucket as far as Redis goes: a bucket whose Redis is out of reach (on a cluster, a
+    /// primary down) is skipped and its devices get the outage as credit afterwards, while the
+    /// other buckets are scanned as usual. Throws only when no bucket could be counted.
     func scan(_ lease: Leadership.Lease) async throws -> Report {
         let started = ContinuousClock.now
         defer { metrics.scanDuration.recordInterval(since: started) }
-        // Redis just came back but the elector's probe has not seen it yet: the outage's length (the
-        // devices' credit) is not known, and a scan now would count the outage as silence
-        guard !outages.isOngoing else { return Report() }
-        // silence the devices could not help (Redis out of reach) does not count
-        let silenceAllowed = offlineAfter + outages.credit
         var report = Report()
-        var perBucket: [Int: Int] = [:]
-        var nowMs: Int64 = 0
-        try await withThrowingTaskGroup(of: (Int, StaleCount).self) { group in
-            for bucket in buckets {
-                group.addTask { (bucket, try await self.store.countStale(bucket: bucket, silenceAllowed: silenceAllowed)) }
+        // per bucket: the silence allowed (silence the devices could not help, Redis out of reach,
+        // does not count) and the count
+        var counted: [Int: (silenceAllowed: Duration, count: StaleCount)] = [:]
+        var failures: [Int: String] = [:]
+        // A bucket whose Redis just came back but whose probe has not seen it yet is left out: the
+        // outage's length (its devices' credit) is not known, and a scan now would count it as silence
+        let scanned = buckets.filter { !outages.isOngoing(bucket: $0) }
+        guard !scanned.isEmpty else { return report }
+        await withTaskGroup(of: (Int, Duration, Result<StaleCount, any Error>).self) { group in
+            for bucket in scanned {
+                let silenceAllowed = offlineAfter + outages.credit(bucket: bucket)
+                group.addTask {
+                    do {
+                        return (bucket, silenceAllowed, .success(try await self.store.countStale(bucket: bucket, silenceAllowed: silenceAllowed)))
+                    } catch {
+                        return (bucket, silenceAllowed, .failure(error))
+                    }
+                }
             }
-            for try await (bucket, count) in group {
-                perBucket[bucket] = count.stale
-                report.stale += count.stale
-                report.online += count.online
-                nowMs = max(nowMs, count.nowMs)
+            for await (bucket, silenceAllowed, result) in group {
+                switch result {
+                case .success(let count):
+                    counted[bucket] = (silenceAllowed, count)
+                    report.stale += count.stale
+                    report.online += count.online
+                case .failure(let error):
+                    failures[bucket] = "\(error)"
+                }
             }
         }
+        if counted.isEmpty, let failure = failures.values.first { throw OfflineScanError.noBucketCounted(failure) }
+        if !failures.isEmpty {
+            logger.warning(
+                "buckets not scanned: their Redis did not answer",
+                metadata: ["buckets": "\(failures.keys.sorted())", "error": "\(failures.values.first ?? "")"])
+        }
+        let nowMs = counted.values.map(\.count.nowMs).max() ?? 0
         // No grace after a leader change: liveness lives in Redis, written by the gateways, so a
         // monitor gap leaves no score stale and the new leader scans at once. A fleet-wide silence
         // (ingest down) is the storm guard's to hold.
@@ -110,21 +133,26 @@ final class OfflineScanner: Service, Sendable {
         case .proceed:
             break
         }
-        let cutoff = nowMs - silenceAllowed.milliseconds
         // buckets at once: on a Redis Cluster each is on its node, and the nodes work in parallel
-        report.declaredOffline = try await withThrowingTaskGroup(of: Int.self) { group in
-            for bucket in buckets where perBucket[bucket, default: 0] > 0 {
+        report.declaredOffline = await withTaskGroup(of: Int.self) { group in
+            for (bucket, (silenceAllowed, count)) in counted where count.stale > 0 {
+                let cutoff = count.nowMs - silenceAllowed.milliseconds
                 group.addTask {
                     var declaredInBucket = 0
-                    while self.leadership.holds(lease) {
-                        let (declared, remaining) = try await self.store.declareOffline(bucket: bucket, cutoffMs: cutoff, limit: self.batchSize)
-                        declaredInBucket += declared
-                        if declared == 0 || remaining == 0 { break }
+                    do {
+                        while self.leadership.holds(lease) {
+                            let (declared, remaining) = try await self.store.declareOffline(bucket: bucket, cutoffMs: cutoff, limit: self.batchSize)
+                            declaredInBucket += declared
+                            if declared == 0 || remaining == 0 { break }
+                        }
+                    } catch {
+                        // the rest waits for the next scan; the other buckets go on
+                        self.logger.warning("offline scan of a bucket stopped", metadata: ["bucket": "\(bucket)", "error": "\(error)"])
                     }
                     return declaredInBucket
                 }
             }
-            return try await group.reduce(0, +)
+            return await group.reduce(0, +)
         }
         if report.declaredOffline > 0 {
             stormGuard.withLock { $0.recordDeclared(report.declaredOffline, nowMs: nowMs) }
@@ -132,5 +160,17 @@ final class OfflineScanner: Service, Sendable {
             logger.info("declared devices offline", metadata: ["count": "\(report.declaredOffline)"])
         }
         return report
+    }
+}
+
+/// Why a scan found nothing to go on.
+enum OfflineScanError: Error, CustomStringConvertible {
+    /// Every bucket's count failed (Redis out of reach); the first error.
+    case noBucketCounted(String)
+
+    var description: String {
+        switch self {
+        case .noBucketCounted(let error): "no bucket could be counted: \(error)"
+        }
     }
 }

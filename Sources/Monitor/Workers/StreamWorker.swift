@@ -45,7 +45,10 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
     let leadership: Leadership
     let pollInterval: Duration
     let logger: Logger
-    private let groupsReady = Atomic(false)
+    /// Buckets whose consumer group exists (as far as this instance knows).
+    private let groupsReady = Mutex<Set<Int>>([])
+    /// Buckets failing while others drain: logged once per quiet period, like a failed round.
+    private let partialFailures = Mutex(LeaderLoop.FailureLog(quietPeriod: .seconds(10)))
 
     init(
         redis: RedisClient, buckets: Range<Int>, consumer: String, handler: Handler, batchSize: Int, parallelism: Int = 1,
@@ -73,31 +76,65 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
     }
 
     /// One batch from every bucket, `parallelism` buckets at a time. Returns the entries consumed.
+    ///
+    /// Buckets fail alone: on a Redis Cluster with a primary down, its buckets' streams cannot be
+    /// read while the others' can, so a bucket's error is handed to the handler and logged, and
+    /// the other buckets are drained as usual. Throws (the first error) only when every bucket failed.
     func drain(_ lease: Leadership.Lease) async throws -> Int {
-        do {
-            if !groupsReady.load(ordering: .acquiring) {
-                for bucket in buckets { try await redis.xgroupCreate(handler.stream(bucket: bucket), group: Handler.group) }
-                groupsReady.store(true, ordering: .releasing)
+        var failures: [(bucket: Int, error: any Error)] = []
+        var ready: [Int] = []
+        for bucket in buckets {
+            if groupsReady.withLock({ $0.contains(bucket) }) {
+                ready.append(bucket)
+                continue
             }
-            return try await withThrowingTaskGroup(of: Int.self) { group in
-                var pending = buckets.makeIterator()
-                for _ in 0..<parallelism {
-                    guard let bucket = pending.next() else { break }
-                    group.addTask { try await self.drainOnce(bucket: bucket, lease: lease) }
-                }
-                var drained = 0
-                while let count = try await group.next() {
-                    drained += count
-                    if leadership.holds(lease), let bucket = pending.next() {
-                        group.addTask { try await self.drainOnce(bucket: bucket, lease: lease) }
-                    }
-                }
-                return drained
+            do {
+                try await redis.xgroupCreate(handler.stream(bucket: bucket), group: Handler.group)
+                groupsReady.withLock { _ = $0.insert(bucket) }
+                ready.append(bucket)
+            } catch {
+                failures.append((bucket, error))
             }
-        } catch RedisError.server(let message) where message.hasPrefix("NOGROUP") {
-            groupsReady.store(false, ordering: .releasing)  // Redis lost the stream: create the group again
-            throw RedisError.server(message)
         }
+        var drained = 0
+        await withTaskGroup(of: (Int, Result<Int, any Error>).self) { group in
+            var pending = ready.makeIterator()
+            let drain = { @Sendable (bucket: Int) async -> (Int, Result<Int, any Error>) in
+                do {
+                    return (bucket, .success(try await self.drainOnce(bucket: bucket, lease: lease)))
+                } catch {
+                    return (bucket, .failure(error))
+                }
+            }
+            for _ in 0..<parallelism {
+                guard let bucket = pending.next() else { break }
+                group.addTask { await drain(bucket) }
+            }
+            while let (bucket, result) = await group.next() {
+                switch result {
+                case .success(let count): drained += count
+                case .failure(let error): failures.append((bucket, error))
+                }
+                if leadership.holds(lease), let bucket = pending.next() {
+                    group.addTask { await drain(bucket) }
+                }
+            }
+        }
+        for (bucket, error) in failures {
+            // Redis lost the stream: create the group again
+            if case RedisError.server(let message) = error, message.hasPrefix("NOGROUP") { groupsReady.withLock { _ = $0.remove(bucket) } }
+        }
+        guard let first = failures.first else { return drained }
+        if failures.count == buckets.count { throw first.error }
+        for (_, error) in failures { handler.failed(error, lease: lease) }
+        let buckets = failures.map(\.bucket).sorted()
+        let repeats = partialFailures.withLock { $0.shouldLog("\(buckets) \(first.error)", now: .now) }
+        if let repeats {
+            logger.warning(
+                "consumer group \(Handler.group): buckets not drained, the others go on",
+                metadata: ["buckets": "\(buckets)", "error": "\(first.error)", "repeats_unlogged": "\(repeats)"])
+        }
+        return drained
     }
 
     /// One batch of the bucket: pending entries claimed first, else new ones. Returns how many.

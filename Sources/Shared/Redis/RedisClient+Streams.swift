@@ -49,9 +49,15 @@ extension RedisClient {
         return XInfoStream(length: Int(length), entriesAdded: Int(added))
     }
 
-    /// `XINFO GROUPS`.
+    /// `XINFO GROUPS`; none for a stream that does not exist (Redis lost it, or nothing was added yet).
     public func xinfoGroups(_ stream: String) async throws -> [XInfoGroup] {
-        (try await execute(["XINFO", "GROUPS", stream]).array ?? []).compactMap { group in
+        let reply: RedisValue
+        do {
+            reply = try await execute(["XINFO", "GROUPS", stream])
+        } catch RedisError.server(let message) where message.hasPrefix("ERR no such key") {
+            return []
+        }
+        return (reply.array ?? []).compactMap { group in
             let fields = group.array ?? []
             guard let name = Self.field("name", in: fields)?.string, let delivered = Self.field("last-delivered-id", in: fields)?.string else {
                 return nil

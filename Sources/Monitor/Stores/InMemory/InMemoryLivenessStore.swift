@@ -1,4 +1,5 @@
 import HeartbeatDomain
+import RedisAdapter
 import Synchronization
 
 /// ``LivenessStore`` in memory, for tests of the scanner, the reconciler and the re-seed: the same
@@ -11,14 +12,21 @@ final class InMemoryLivenessStore: LivenessStore {
         var transitions: [Int: [StatusTransition]] = [:]
         var nowMs: Int64 = 1_700_000_000_000
         var reachable = true
-        /// Reachable, but part of it not (a cluster primary down).
-        var partlyReachable = false
+        /// Buckets out of reach while the rest answers (a cluster primary down): their calls fail.
+        var unreachableBuckets: Set<Int> = []
+    }
+
+    /// Fails as Redis out of reach would, for `bucket`.
+    private func checkReachable(_ bucket: Int) throws {
+        let reachable = state.withLock { $0.reachable && !$0.unreachableBuckets.contains(bucket) }
+        if !reachable { throw RedisError.unavailable("bucket \(bucket) out of reach") }
     }
 
     let state = Mutex(State())
 
     func countStale(bucket: Int, silenceAllowed: Duration) async throws -> StaleCount {
-        state.withLock { state in
+        try checkReachable(bucket)
+        return state.withLock { state in
             let members = state.online[bucket] ?? [:]
             let cutoff = state.nowMs - silenceAllowed.milliseconds
             return StaleCount(stale: members.values.filter { $0 < cutoff }.count, online: members.count, nowMs: state.nowMs)
@@ -26,7 +34,8 @@ final class InMemoryLivenessStore: LivenessStore {
     }
 
     func declareOffline(bucket: Int, cutoffMs: Int64, limit: Int) async throws -> (declared: Int, remaining: Int) {
-        state.withLock { state in
+        try checkReachable(bucket)
+        return state.withLock { state in
             let stale = (state.online[bucket] ?? [:]).filter { $0.value < cutoffMs }.sorted { ($0.value, $0.key.string) < ($1.value, $1.key.string) }
             for (device, score) in stale.prefix(limit) {
                 state.online[bucket]?[device] = nil
@@ -66,10 +75,19 @@ final class InMemoryLivenessStore: LivenessStore {
 
     func nowMs() async throws -> Int64 { state.withLock { $0.nowMs } }
 
+    /// The probe over `buckets` (what a store with a key schema would know).
+    let buckets: Range<Int>
+
+    init(buckets: Range<Int> = 0..<2) {
+        self.buckets = buckets
+    }
+
     func probe() async -> RedisProbe {
         state.withLock { state in
-            guard state.reachable else { return .unreachable }
-            return RedisProbe(runID: state.partlyReachable ? nil : "in-memory", reachable: true)
+            guard state.reachable else { return .unreachable(buckets: buckets) }
+            let unreachable = state.unreachableBuckets.intersection(buckets)
+            return unreachable.isEmpty
+                ? .reached(runID: "in-memory") : RedisProbe(runID: nil, reachable: true, unreachableBuckets: unreachable)
         }
     }
 }

@@ -88,16 +88,25 @@ public struct DeviceRegistryCache: Sendable {
         for bucket in buckets { try await redis.execute(["SET", keys.registryMarker(bucket: bucket), "1"]) }
     }
 
-    /// Buckets whose registry marker is missing (Redis lost that part of its data).
+    /// Buckets whose registry marker is missing (Redis lost that part of its data). Buckets whose
+    /// Redis does not answer are left out; throws when one did not answer and none is missing.
     public func unloadedBuckets() async throws -> [Int] {
-        try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+        // bucket by bucket: on a cluster with a primary down, the others' markers still answer
+        let answers = await withTaskGroup(of: Result<(Int, Bool), any Error>.self) { group in
             for bucket in keys.allBuckets {
-                group.addTask { (bucket, try await redis.execute(["EXISTS", keys.registryMarker(bucket: bucket)]) == .integer(0)) }
+                group.addTask {
+                    do {
+                        return .success((bucket, try await redis.execute(["EXISTS", keys.registryMarker(bucket: bucket)]) == .integer(0)))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
             }
-            var missing: [Int] = []
-            for try await (bucket, isMissing) in group where isMissing { missing.append(bucket) }
-            return missing.sorted()
+            return await group.reduce(into: []) { $0.append($1) }
         }
+        let missing = answers.compactMap { try? $0.get() }.filter(\.1).map(\.0)
+        if missing.isEmpty, case .failure(let error)? = answers.first(where: { (try? $0.get()) == nil }) { throw error }
+        return missing.sorted()
     }
 
     /// The latest heartbeat as stored in the device hash, and when Redis received it.

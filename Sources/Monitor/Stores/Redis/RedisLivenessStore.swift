@@ -54,8 +54,20 @@ struct RedisLivenessStore: LivenessStore {
     }
 
     func probe() async -> RedisProbe {
-        guard let replies = try? await redis.tryEachPrimary(["INFO", "server"]) else { return .unreachable }
+        guard let replies = try? await redis.tryEachPrimary(["INFO", "server"]) else { return .unreachable(buckets: keys.allBuckets) }
         let runIDs = replies.compactMap { (try? $0.get()).flatMap(RedisClient.runID(inInfo:)) }
-        return RedisProbe(runID: runIDs.count == replies.count ? runIDs.joined(separator: ",") : nil, reachable: !runIDs.isEmpty)
+        if runIDs.count == replies.count { return .reached(runID: runIDs.joined(separator: ",")) }
+        if runIDs.isEmpty { return .unreachable(buckets: keys.allBuckets) }
+        // part of a cluster answered: which buckets, by a keyed read on each (routed to its slot's primary)
+        let unreachable = await withTaskGroup(of: Int?.self) { group in
+            for bucket in keys.allBuckets {
+                group.addTask {
+                    let reply = try? await redis.send(["EXISTS", keys.registryMarker(bucket: bucket)])
+                    return reply?.integer == nil ? bucket : nil
+                }
+            }
+            return await group.reduce(into: Set<Int>()) { if let bucket = $1 { $0.insert(bucket) } }
+        }
+        return RedisProbe(runID: nil, reachable: true, unreachableBuckets: unreachable)
     }
 }
