@@ -12,10 +12,13 @@ import Testing
 @Suite struct MonitorWorkerTests {
     static let logger = Logger(label: "test")
 
-    static func scanner(_ store: InMemoryLivenessStore, leadership: Leadership, minDevices: Int = 50, batchSize: Int = 2) -> OfflineScanner {
+    static func scanner(
+        _ store: InMemoryLivenessStore, leadership: Leadership, minDevices: Int = 50, batchSize: Int = 2,
+        outages: RedisOutages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
+    ) -> OfflineScanner {
         OfflineScanner(
             store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600),
-            outages: RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2), scanInterval: .seconds(60), batchSize: batchSize,
+            outages: outages, scanInterval: .seconds(60), batchSize: batchSize,
             stormGuard: SharedStormGuard(
                 StormGuard(
                     settings: .init(minDevices: minDevices, fraction: 0.5, maxHold: .seconds(900)),
@@ -49,11 +52,7 @@ import Testing
         Self.add(store, count: 90, bucket: 1, silentSeconds: 1)
         let leadership = Leadership()
         let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
-        let scanner = OfflineScanner(
-            store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600), outages: outages,
-            scanInterval: .seconds(60), batchSize: 10,
-            stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 50, fraction: 0.5, maxHold: .seconds(900)))),
-            metrics: MonitorMetrics(), logger: Self.logger)
+        let scanner = Self.scanner(store, leadership: leadership, batchSize: 10, outages: outages)
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
         outages.record(.unreachable(buckets: 0..<2))
         #expect(try await scanner.scan(lease).declaredOffline == 0)
@@ -69,11 +68,7 @@ import Testing
         let leadership = Leadership()
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
         let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
-        let scanner = OfflineScanner(
-            store: store, buckets: 0..<2, leadership: leadership, offlineAfter: .seconds(600), outages: outages,
-            scanInterval: .seconds(60), batchSize: 10,
-            stormGuard: SharedStormGuard(StormGuard(settings: .init(minDevices: 50, fraction: 0.5, maxHold: .seconds(900)))),
-            metrics: MonitorMetrics(), logger: Self.logger)
+        let scanner = Self.scanner(store, leadership: leadership, batchSize: 10, outages: outages)
         outages.record(await store.probe())  // the elector's probes, all answered
         // a cluster primary down: its bucket fails, the probe names it
         store.state.withLock { $0.unreachableBuckets = [1] }

@@ -62,31 +62,36 @@ final class OfflineScanner: Service, Sendable {
         let started = ContinuousClock.now
         defer { metrics.scanDuration.recordInterval(since: started) }
         var report = Report()
-        // per bucket: the silence allowed (silence the devices could not help, Redis out of reach,
-        // does not count) and the count
-        var counted: [Int: (silenceAllowed: Duration, count: StaleCount)] = [:]
+        // per bucket counted: its stale devices and the cutoff of the silence allowed (silence the
+        // devices could not help, Redis out of reach, does not count)
+        var counted: [Int: (stale: Int, cutoffMs: Int64)] = [:]
+        var nowMs: Int64 = 0
         var failures: [Int: String] = [:]
         // A bucket whose Redis just came back but whose probe has not seen it yet is left out: the
         // outage's length (its devices' credit) is not known, and a scan now would count it as silence
         let scanned = buckets.filter { !outages.isOngoing(bucket: $0) }
         guard !scanned.isEmpty else { return report }
-        await withTaskGroup(of: (Int, Duration, Result<StaleCount, any Error>).self) { group in
+        // Milliseconds, not a `Duration`, into and out of the child tasks: in release builds (Swift
+        // 6.3) a `Duration` in a task group's result came out garbled (a trap in `components`).
+        await withTaskGroup(of: (Int, Int64, Result<StaleCount, any Error>).self) { group in
             for bucket in scanned {
-                let silenceAllowed = offlineAfter + outages.credit(bucket: bucket)
+                let silenceAllowedMs = (offlineAfter + outages.credit(bucket: bucket)).milliseconds
                 group.addTask {
                     do {
-                        return (bucket, silenceAllowed, .success(try await self.store.countStale(bucket: bucket, silenceAllowed: silenceAllowed)))
+                        let count = try await self.store.countStale(bucket: bucket, silenceAllowed: .milliseconds(silenceAllowedMs))
+                        return (bucket, silenceAllowedMs, .success(count))
                     } catch {
-                        return (bucket, silenceAllowed, .failure(error))
+                        return (bucket, silenceAllowedMs, .failure(error))
                     }
                 }
             }
-            for await (bucket, silenceAllowed, result) in group {
+            for await (bucket, silenceAllowedMs, result) in group {
                 switch result {
                 case .success(let count):
-                    counted[bucket] = (silenceAllowed, count)
+                    counted[bucket] = (count.stale, count.nowMs - silenceAllowedMs)
                     report.stale += count.stale
                     report.online += count.online
+                    nowMs = max(nowMs, count.nowMs)
                 case .failure(let error):
                     failures[bucket] = "\(error)"
                 }
@@ -98,7 +103,6 @@ final class OfflineScanner: Service, Sendable {
                 "buckets not scanned: their Redis did not answer",
                 metadata: ["buckets": "\(failures.keys.sorted())", "error": "\(failures.values.first ?? "")"])
         }
-        let nowMs = counted.values.map(\.count.nowMs).max() ?? 0
         // No grace after a leader change: liveness lives in Redis, written by the gateways, so a
         // monitor gap leaves no score stale and the new leader scans at once. A fleet-wide silence
         // (ingest down) is the storm guard's to hold.
@@ -135,8 +139,8 @@ final class OfflineScanner: Service, Sendable {
         }
         // buckets at once: on a Redis Cluster each is on its node, and the nodes work in parallel
         report.declaredOffline = await withTaskGroup(of: Int.self) { group in
-            for (bucket, (silenceAllowed, count)) in counted where count.stale > 0 {
-                let cutoff = count.nowMs - silenceAllowed.milliseconds
+            for (bucket, bucketCount) in counted where bucketCount.stale > 0 {
+                let cutoff = bucketCount.cutoffMs
                 group.addTask {
                     var declaredInBucket = 0
                     do {
