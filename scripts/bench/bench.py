@@ -197,7 +197,7 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
   uwsgi_temp_path {nginx_dir}; scgi_temp_path {nginx_dir};
   server {{ listen 127.0.0.1:{NGINX_PORT}; location / {{ default_type application/json; return 200 '{{"status":"ok"}}'; }} }} }}
 """)
-    start("nginx", ["nginx", "-c", os.path.join(nginx_dir, "nginx.conf")], {}, os.path.join(RUN, "nginx.log"))
+    nginx = start("nginx", ["nginx", "-c", os.path.join(nginx_dir, "nginx.conf")], {}, os.path.join(RUN, "nginx.log"))
     if args.peer:
         peer_process = start("peer", [os.path.join(peer_dir, "peer-go")], {
             "HB_SCRIPT": os.path.join(peer_dir, "heartbeat.lua"), "REDIS_ADDR": "127.0.0.1:6392", "BUCKETS": "16",
@@ -205,6 +205,11 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
     wait_ready(f"http://127.0.0.1:{ADMIN_PORT}/readyz", "monitor")
     wait_ready(f"http://127.0.0.1:{HTTP_PORT}/readyz", "gateway")
     wait_ready(f"http://127.0.0.1:{NGINX_PORT}/", "nginx")
+    # a server left from an interrupted run would answer in their place (and its CPU go unmeasured)
+    for name, process in [("monitor", monitor), ("gateway", gateway), ("nginx", nginx)] + ([("Go peer", peer_process)] if args.peer else []):
+        time.sleep(0.2)
+        if process.poll() is not None:
+            sys.exit(f"bench: the {name} exited at start (port taken by a process of an earlier run?); see its log in {RUN}")
     redis_pid = int(re.search(r"process_id:(\d+)", sh("redis-cli", "-p", "6392", "INFO", "server")).group(1))
 
     devices_file = os.path.join(RUN, "devices.tsv")
