@@ -58,6 +58,7 @@ import Testing
         try await cluster.direct(source, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", key])
         // ASK: the source no longer has the key and sends this one command on
         #expect(try await client.execute(["GET", key]) == .string("before"))
+        #expect(try await Self.viaCallback(client, ["GET", key]) == .string("before"))
         try await client.execute(["SET", "hb:{5}:new", "created during the move"])
         #expect(try await cluster.direct(target, ["EXISTS", "hb:{5}:new"]) == .error("MOVED \(slot) 127.0.0.1:\(source.port)"), "importing")
         #expect(try await cluster.direct(source, ["EXISTS", "hb:{5}:new"]) == .error("ASK \(slot) 127.0.0.1:\(target.port)"))
@@ -67,7 +68,22 @@ import Testing
         try await client.execute(["SET", key, "after"])
         #expect(try await cluster.direct(target, ["GET", key]) == .string("after"))
         #expect(try await client.execute(["GET", "hb:{5}:new"]) == .string("created during the move"))
+        // the callback path (the gateway's) follows MOVED too, with a map that still names the source
+        let fresh = cluster.client()
+        try await fresh.execute(["SET", "hb:{6}:other", "1"])  // loads the map
+        try await cluster.direct(target, ["MIGRATE", "127.0.0.1", String(source.port), "", "0", "5000", "KEYS", key, "hb:{5}:new"])
+        for node in cluster.nodes { try await cluster.direct(node, ["CLUSTER", "SETSLOT", String(slot), "NODE", sourceID]) }
+        #expect(try await Self.viaCallback(client, ["GET", key]) == .string("after"))
+        #expect(try await Self.viaCallback(fresh, ["GET", key]) == .string("after"))
+        await fresh.shutdown()
         await client.shutdown()
+    }
+
+    /// ``RedisClient/send(_:completion:)``, awaited.
+    static func viaCallback(_ client: RedisClient, _ arguments: [String]) async throws -> RedisValue {
+        try await withCheckedThrowingContinuation { continuation in
+            client.send(arguments) { continuation.resume(with: $0) }
+        }
     }
 
     @Test func aStoppedPrimaryFailsOnlyItsSlotsUntilItIsBack() async throws {

@@ -72,13 +72,11 @@ public final class RedisClient: Sendable {
 
     /// Sends one command; `completion` gets the reply (error replies as ``RedisValue/error(_:)``) on
     /// the connection's thread, so it must not block. For callers on an event loop that hop back
-    /// themselves: no Swift task per command. In cluster mode (redirections are followed in a task),
-    /// through a task.
+    /// themselves: no Swift task per command (in cluster mode, none unless the command is
+    /// redirected: see ``RedisClusterRouter/send(_:key:completion:)``).
     public func send(_ arguments: [String], completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
-        if cluster != nil {
-            Task {
-                do { completion(.success(try await self.send(arguments))) } catch { completion(.failure(error)) }
-            }
+        if let cluster {
+            cluster.send(RedisCommandEncoder.encode(arguments), key: RedisCommandKey.of(arguments), completion: completion)
             return
         }
         let index = next.wrappingAdd(1, ordering: .relaxed).oldValue

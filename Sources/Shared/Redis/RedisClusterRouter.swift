@@ -77,6 +77,39 @@ final class RedisClusterRouter: Sendable {
         }
     }
 
+    /// ``send(_:key:)`` for a caller on an event loop: `completion` gets the reply on the node
+    /// connection's thread. With the map loaded, the command goes straight to its slot's primary;
+    /// a redirection or `TRYAGAIN` (the command did not run) sends it again through
+    /// ``send(_:key:)`` in a task, as does a command without a key or a map not loaded yet.
+    func send(_ command: [UInt8], key: String?, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
+        let slot = key.map(RedisSlot.of)
+        guard let slot, let node = state.withLock({ $0.map?.primary(of: slot) }), let pipeline = try? pipeline(for: node) else {
+            resend(command, key: key, completion: completion)
+            return
+        }
+        pipeline.send(command) { [self] result in
+            switch result {
+            case .success(.error(let message)):
+                if RedisRedirect(message, from: node) != nil || message.hasPrefix("TRYAGAIN") {
+                    resend(command, key: key, completion: completion)
+                    return
+                }
+                if message.hasPrefix("CLUSTERDOWN") { refreshSoon() }
+            case .failure:
+                refreshSoon()
+            case .success:
+                break
+            }
+            completion(result)
+        }
+    }
+
+    private func resend(_ command: [UInt8], key: String?, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
+        Task {
+            do { completion(.success(try await send(command, key: key))) } catch { completion(.failure(error)) }
+        }
+    }
+
     /// Sends one command to every primary of the current map, in map order: each one's reply or failure.
     func tryEachPrimary(_ command: [UInt8]) async throws -> [Result<RedisValue, any Error>] {
         let primaries = try await currentMap().primaries
