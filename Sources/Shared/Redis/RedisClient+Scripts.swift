@@ -5,19 +5,10 @@ extension RedisClient {
     /// Runs `script` with one round trip in the common case (two after Redis lost its script cache).
     /// - Throws: ``RedisError/server(_:)`` when the script fails.
     public func run(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
-        var command = ["EVALSHA", script.sha1, String(keys.count)]
-        command.reserveCapacity(3 + keys.count + arguments.count)
-        command += keys
-        command += arguments
+        let command = Self.evalsha(script, keys: keys, arguments: arguments)
         var reply = try await send(command)
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-            logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(script.name)"])
-            command[0] = "EVAL"
-            command[1] = script.source
-            reply = try await send(command)
-        }
-        if case .error(let message) = reply { throw RedisError.server(message) }
-        return reply
+        if let withSource = reloading(script, command, after: reply) { reply = try await send(withSource) }
+        return try Self.failingOnErrorReply(.success(reply)).get()
     }
 
     /// ``run(_:keys:arguments:)`` with the reply handed to `completion` on the connection's thread
@@ -26,21 +17,32 @@ extension RedisClient {
         _ script: RedisScript, keys: [String], arguments: [String],
         completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        var command = ["EVALSHA", script.sha1, String(keys.count)]
-        command.reserveCapacity(3 + keys.count + arguments.count)
-        command += keys
-        command += arguments
-        send(command) { [self, command] result in
-            if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
-                logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(script.name)"])
-                var withSource = command
-                withSource[0] = "EVAL"
-                withSource[1] = script.source
+        let command = Self.evalsha(script, keys: keys, arguments: arguments)
+        send(command) { [self] result in
+            if case .success(let reply) = result, let withSource = reloading(script, command, after: reply) {
                 send(withSource) { completion(Self.failingOnErrorReply($0)) }
                 return
             }
             completion(Self.failingOnErrorReply(result))
         }
+    }
+
+    private static func evalsha(_ script: RedisScript, keys: [String], arguments: [String]) -> [String] {
+        var command = ["EVALSHA", script.sha1, String(keys.count)]
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command += keys
+        command += arguments
+        return command
+    }
+
+    /// After a `NOSCRIPT` reply (Redis lost its script cache): the same call with the script's source.
+    private func reloading(_ script: RedisScript, _ command: [String], after reply: RedisValue) -> [String]? {
+        guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return nil }
+        logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(script.name)"])
+        var withSource = command
+        withSource[0] = "EVAL"
+        withSource[1] = script.source
+        return withSource
     }
 
     private static func failingOnErrorReply(_ result: Result<RedisValue, any Error>) -> Result<RedisValue, any Error> {
