@@ -129,10 +129,10 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
             } else {
                 heartbeat.body!.writeImmutableBuffer(bytes)
             }
-            let tooLarge = heartbeat.body!.readableBytes > route.controller.maxBodyBytes
-            if tooLarge { heartbeat.body = nil }
             exchange = .heartbeat(heartbeat)
-            if tooLarge { answer(APIError.bodyTooLarge(limit: route.controller.maxBodyBytes), context: context) }
+            if heartbeat.body!.readableBytes > route.controller.maxBodyBytes {
+                answer(APIError.bodyTooLarge(limit: route.controller.maxBodyBytes), context: context)  // drops the body
+            }
         case (.heartbeat(var heartbeat), .end):
             heartbeat.requestEnded = true
             exchange = .heartbeat(heartbeat)

@@ -31,7 +31,4 @@ final class RedisOutages: Sendable {
 
     /// True while the probes have not reached `bucket`'s Redis again since one failed.
     func isOngoing(bucket: Int) -> Bool { state.withLock { $0[bucket].isOngoing } }
-
-    /// True while any bucket's outage is ongoing.
-    var isOngoing: Bool { state.withLock { $0.contains(where: \.isOngoing) } }
 }

@@ -92,20 +92,24 @@ public struct DeviceRegistryCache: Sendable {
     /// Redis does not answer are left out; throws when one did not answer and none is missing.
     public func unloadedBuckets() async throws -> [Int] {
         // bucket by bucket: on a cluster with a primary down, the others' markers still answer
-        let answers = await withTaskGroup(of: Result<(Int, Bool), any Error>.self) { group in
+        let (missing, failure) = await withTaskGroup(of: Result<Int?, any Error>.self) { group in
             for bucket in keys.allBuckets {
                 group.addTask {
                     do {
-                        return .success((bucket, try await redis.execute(["EXISTS", keys.registryMarker(bucket: bucket)]) == .integer(0)))
+                        return .success(try await redis.execute(["EXISTS", keys.registryMarker(bucket: bucket)]) == .integer(0) ? bucket : nil)
                     } catch {
                         return .failure(error)
                     }
                 }
             }
-            return await group.reduce(into: []) { $0.append($1) }
+            return await group.reduce(into: ([Int](), (any Error)?.none)) { found, answer in
+                switch answer {
+                case .success(let bucket): if let bucket { found.0.append(bucket) }
+                case .failure(let error): found.1 = found.1 ?? error
+                }
+            }
         }
-        let missing = answers.compactMap { try? $0.get() }.filter(\.1).map(\.0)
-        if missing.isEmpty, case .failure(let error)? = answers.first(where: { (try? $0.get()) == nil }) { throw error }
+        if missing.isEmpty, let failure { throw failure }
         return missing.sorted()
     }
 
