@@ -36,13 +36,14 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from harness import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO / ".run" / "fuzz"
@@ -88,12 +89,6 @@ def take_lock(wait: float) -> object:
 
 def log(message: str) -> None:
     print(f"fuzz: {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, token: str | None = None, body: object | None = None, timeout: float = 5) -> tuple[int, bytes]:
@@ -179,8 +174,6 @@ class Stack:
         postgres_url = f"postgres://heartbeat@127.0.0.1:{PG_PORT}/{DATABASE}"
 
         admin_port, http_port = free_port(), free_port()
-        while http_port == admin_port:
-            http_port = free_port()
         common = {"REDIS_URL": urls["REDIS_URL"], "LOG_LEVEL": "warning", "LOG_FORMAT": "text"}
         self.spawn("heartbeat-monitor", {
             **common, "POSTGRES_URL": postgres_url, "KAFKA_BROKERS": urls["KAFKA_BROKERS"],

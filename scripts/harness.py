@@ -494,10 +494,20 @@ def port_free(port, host="127.0.0.1"):
             return False
 
 
+_ports_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before: the kernel may offer a port
+    it just released again, and two servers told the same port collide (a chaos run's gateway and
+    monitor once did)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
 
 
 # ---------------------------------------------------------------- the product's conventions
