@@ -58,6 +58,7 @@ struct App {
           MONITOR_INSTANCE_ID                consumer name (default host-pid)
           MONITOR_POLL_INTERVAL_SECONDS      idle pause of applier, history writer, relay (default 0.1)
           SCAN_BATCH_SIZE, APPLY_BATCH_SIZE  per script call / per apply batch (defaults 2000, 5000)
+          APPLY_PARALLELISM                  buckets applied at once, a connection each (default 2)
           OUTBOX_BATCH_SIZE                  outbox rows per topic per round (default 2000)
           RECONCILE_INTERVAL_SECONDS         PostgreSQL/Redis online reconciliation period (default 300)
           LEADER_REDIS_TIMEOUT_SECONDS       a leader without Redis this long gives up the lock (default 10)

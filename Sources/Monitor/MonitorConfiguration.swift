@@ -32,6 +32,8 @@ struct MonitorConfiguration: Sendable {
     var scanBatchSize: Int
     /// Transitions read and applied per bucket per batch.
     var applyBatchSize: Int
+    /// Buckets whose transitions are applied at once, each on its own PostgreSQL connection.
+    var applyParallelism: Int
     /// Sleep of the applier and the outbox relay when they find nothing to do.
     var pollInterval: Duration
     /// How often the leader compares PostgreSQL's online devices with Redis's online sets.
@@ -90,6 +92,7 @@ struct MonitorConfiguration: Sendable {
             "monitor.instance.id", default: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         scanBatchSize = try reader.integer("scan.batch.size", default: 2000, in: 1...100_000)
         applyBatchSize = try reader.integer("apply.batch.size", default: 5000, in: 1...100_000)
+        applyParallelism = try reader.integer("apply.parallelism", default: 2, in: 1...64)
         pollInterval = try reader.seconds("monitor.poll.interval.seconds", default: 0.1)
         reconcileInterval = try reader.seconds("reconcile.interval.seconds", default: 300)
         leaderRedisTimeout = try reader.seconds("leader.redis.timeout.seconds", default: 10)

@@ -71,35 +71,102 @@ import Testing
         #expect(StreamWorker<RecordingHandler>.trimBound(after: through, lowestPending: StreamID("1700000000001-0")).description == "1700000000001-0")
     }
 
-    /// `apply_transitions` on one device: (stream id, kind, at ms).
-    static func apply(_ db: PostgresConnection, _ device: DeviceID, _ entries: [(String, String, Int64)]) async throws {
+    /// `apply_transitions_fenced` on one device: (stream id, kind, at ms), through the store on a
+    /// pool, as `lease`'s leader.
+    static func apply(_ pool: PostgresPool, _ device: DeviceID, _ entries: [(String, String, Int64)], lease: Leadership.Lease) async throws {
         let batch = TransitionBatch(
             entries: entries.map { id, kind, at in
                 StreamEntry(id: id, fields: ["device": device.string, "type": kind, "at": String(at), "last_heartbeat": String(at)])
             })
-        _ = try await PostgresTransitionStore().apply(
-            batch, bucket: 0, offlineAfter: .seconds(2),
-            lease: Leadership().grant(.init(connection: db, backendPID: 0)))
+        _ = try await PostgresTransitionStore(db: pool).apply(batch, bucket: 0, offlineAfter: .seconds(2), lease: lease)
+    }
+
+    /// Takes the leader lock as ``PostgresLeaderLock`` does; the lease of that session.
+    static func lead(_ database: TestDatabase, as name: String = "leader") async throws -> (PostgresLeaderLock, Leadership.Lease) {
+        let lock = PostgresLeaderLock(url: database.url, applicationName: name)
+        let session = try #require(try await lock.tryAcquire())
+        return (lock, Leadership().grant(session))
     }
 
     @Test func replaysAreSkippedAndARepeatedStreamIDIsNot() async throws {
         let database = try await TestDatabase.create()
         try await Migrations.run(on: database.connection)
         let db = database.connection
+        let pool = PostgresPool(url: database.url, applicationName: "apply", size: 2)
+        let (lock, lease) = try await Self.lead(database)
         let id = DeviceID.random()
         func status() async throws -> [String?] {
             try await db.query("SELECT status, status_version FROM devices WHERE id = $1", [id.string]).rows.first ?? []
         }
-        try await Self.apply(db, id, [("1-0", "online", 1000)])
-        try await Self.apply(db, id, [("2-0", "online", 2000)])  // changes nothing
-        try await Self.apply(db, id, [("3-0", "offline", 3000)])
+        try await Self.apply(pool, id, [("1-0", "online", 1000)], lease: lease)
+        try await Self.apply(pool, id, [("2-0", "online", 2000)], lease: lease)  // changes nothing
+        try await Self.apply(pool, id, [("3-0", "offline", 3000)], lease: lease)
         #expect(try await status() == ["offline", "2"])
         // a crash between commit and XACK: the no-change entry comes again after the newer one
-        try await Self.apply(db, id, [("2-0", "online", 2000)])
+        try await Self.apply(pool, id, [("2-0", "online", 2000)], lease: lease)
         #expect(try await status() == ["offline", "2"], "a replayed entry was applied after a newer one")
         // a Redis failover hands out a stream id again, for a different transition: it is applied
-        try await Self.apply(db, id, [("1-0", "online", 4000)])
+        try await Self.apply(pool, id, [("1-0", "online", 4000)], lease: lease)
         #expect(try await status() == ["online", "3"])
+        await lock.close()
+        await pool.close()
+        await database.drop()
+    }
+
+    /// Transitions are applied on pool sessions, several buckets at once. An old leader's write
+    /// already past its leader check when the lock changes hands finishes before the new leader
+    /// can lead; every write of the old leader after that is refused, and the applier gives up
+    /// its lease on the refusal.
+    @Test func transitionWritesAreFencedAcrossALeaderChange() async throws {
+        let database = try await TestDatabase.create()
+        try await Migrations.run(on: database.connection)
+        let pool = PostgresPool(url: database.url, applicationName: "apply", size: 2)
+        let (oldLock, oldLease) = try await Self.lead(database, as: "old-leader")
+        let id = DeviceID.random()
+        try await Self.apply(pool, id, [("1-0", "online", 1000)], lease: oldLease)
+
+        // the old leader's next write is past its check (it holds the fence shared) when its session dies
+        let inFlight = try await PostgresConnection.connect(url: database.url, applicationName: "old-leader-write")
+        try await inFlight.simpleQuery("BEGIN")
+        try await inFlight.query("SELECT pg_advisory_xact_lock_shared(\(PostgresLeaderLock.writeFenceKey))")
+        try await inFlight.query("SELECT assert_leader(\(oldLease.backendPID)::int)")
+        await oldLock.close()
+        let newLock = PostgresLeaderLock(url: database.url, applicationName: "new-leader")
+        let acquiring = Task { try await newLock.tryAcquire() }
+        try await Task.sleep(for: .milliseconds(500))
+        // the lock is the new leader's, but it waits for the write in flight before it leads
+        #expect(try await database.connection.query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.key) AND granted").scalar == "1")
+        #expect(try await database.connection.query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.writeFenceKey) AND NOT granted").scalar == "1",
+            "the new leader did not wait for the old leader's write in flight")
+        try await inFlight.simpleQuery("COMMIT")
+        let newSession = try #require(try await acquiring.value, "the new leader did not get the lock")
+
+        // every later write of the old leader is refused, and the applier drops the lease on it
+        await #expect(throws: PostgresError.self) { try await Self.apply(pool, id, [("2-0", "offline", 2000)], lease: oldLease) }
+        let leadership = Leadership()
+        let lease = leadership.grant(oldLease.session)
+        let applier = TransitionApplier(
+            keys: KeySchema(buckets: 1), store: PostgresTransitionStore(db: pool), leadership: leadership, offlineAfter: .seconds(2),
+            metrics: MonitorMetrics(), logger: Logger(label: "test"))
+        let entry = StreamEntry(id: "2-0", fields: ["device": id.string, "type": "offline", "at": "2000", "last_heartbeat": "2000"])
+        do {
+            try await applier.handle([entry], bucket: 0, lease: lease)
+            Issue.record("the old leader's write was applied")
+        } catch {
+            #expect((error as? PostgresError)?.sqlState == .notLeader)
+            applier.failed(error, lease: lease)
+        }
+        #expect(!leadership.isLeader, "the applier kept a lease the fence refused")
+        #expect(try await database.connection.query("SELECT status FROM devices WHERE id = $1", [id.string]).scalar == "online")
+
+        // the new leader writes
+        try await Self.apply(pool, id, [("2-0", "offline", 2000)], lease: Leadership().grant(newSession))
+        #expect(try await database.connection.query("SELECT status FROM devices WHERE id = $1", [id.string]).scalar == "offline")
+        await inFlight.close()
+        await newLock.close()
+        await pool.close()
         await database.drop()
     }
 

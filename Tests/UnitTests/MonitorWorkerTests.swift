@@ -130,13 +130,16 @@ import Testing
         #expect(applier.stream(bucket: 1) == KeySchema(buckets: 2).transitions(bucket: 1))
     }
 
-    @Test func applierGivesUpTheLeaseWhenItsSessionIsLost() {
+    @Test func applierGivesUpTheLeaseWhenTheFenceRefusesItsWrite() {
         let leadership = Leadership()
         let applier = TransitionApplier(
             keys: KeySchema(buckets: 1), store: InMemoryTransitionStore(), leadership: leadership,
             offlineAfter: .seconds(600), metrics: MonitorMetrics(), logger: Self.logger)
         let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        // a pool connection lost says nothing of the lock (the elector checks its session)
         applier.failed(PostgresError.connectionLost("server closed the connection"), lease: lease)
+        #expect(leadership.isLeader)
+        applier.failed(PostgresError.queryFailed(sqlState: .notLeader, message: "backend 1 does not hold the leader lock"), lease: lease)
         #expect(!leadership.isLeader)
     }
 

@@ -4,7 +4,9 @@ import PostgresAdapter
 import RedisAdapter
 
 /// Applies each bucket's transitions (read by a ``StreamWorker`` with the `monitor` group) to
-/// PostgreSQL in one statement per batch: devices, status events and outbox rows together.
+/// PostgreSQL in one statement per batch: devices, status events and outbox rows together. A
+/// device's transitions are all in its bucket, and a bucket's batches are applied one after
+/// another, so buckets can be applied in parallel without reordering any device's changes.
 struct TransitionApplier: StreamBatchHandler {
     static let group = "monitor"
 
@@ -31,7 +33,7 @@ struct TransitionApplier: StreamBatchHandler {
 
     func failed(_ error: any Error, lease: Leadership.Lease) {
         metrics.applyErrors.increment()
-        // the lock session is gone, and the lock with it
-        if case PostgresError.connectionLost = error { leadership.revoke(epoch: lease.epoch) }
+        // the fence refused the write: the lock session is gone, and the lock with it
+        if let error = error as? PostgresError, error.sqlState == .notLeader { leadership.revoke(epoch: lease.epoch) }
     }
 }

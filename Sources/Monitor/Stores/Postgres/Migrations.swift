@@ -355,6 +355,32 @@ public enum Migrations {
         Migration(
             version: 7, name: "devices fillfactor 70 for in-place last_heartbeat updates",
             sql: "ALTER TABLE devices SET (fillfactor = 70)"),
+        Migration(
+            version: 8, name: "transitions applied on pool sessions, fenced; no JIT for the batch statements",
+            sql: #"""
+                -- Several buckets' batches are applied at once, each on a pool session, so a burst uses
+                -- more than the one core of the lock session. Those sessions need a fence of their own
+                -- (the lock session's was its death): each call takes this lock shared for its
+                -- transaction and checks the caller still holds the leader lock; a new leader takes it
+                -- exclusively once, right after winning the leader lock (``PostgresLeaderLock``), which
+                -- waits out the calls of an old leader already past the check, and every later one fails.
+                CREATE FUNCTION apply_transitions_fenced(
+                    p_leader_pid int, p_bucket int, p_ids text[], p_devices uuid[], p_kinds text[], p_at_ms bigint[],
+                    p_last_ms bigint[], p_reasons text[], p_offline_after double precision
+                ) RETURNS int LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_advisory_xact_lock_shared(7220002);
+                    PERFORM assert_leader(p_leader_pid);
+                    RETURN apply_transitions(p_bucket, p_ids, p_devices, p_kinds, p_at_ms, p_last_ms, p_reasons, p_offline_after);
+                END $$;
+
+                -- The batch statements' cost estimates pass jit_above_cost, and compiling them took 20–30 ms
+                -- of a 5,000-transition call (~300 ms): each plan runs once, so JIT never pays back.
+                ALTER FUNCTION apply_transitions(int, text[], uuid[], text[], bigint[], bigint[], text[], double precision)
+                    SET jit = off;
+                ALTER FUNCTION apply_transitions_in_order(int, text[], uuid[], text[], bigint[], bigint[], text[], double precision)
+                    SET jit = off;
+                """#),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.
