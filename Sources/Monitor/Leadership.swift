@@ -4,8 +4,9 @@ import Synchronization
 /// Whether this instance is the active monitor, and the session that holds the lock.
 ///
 /// Every worker reads ``current`` before each unit of work and stops when it is `nil` or its epoch
-/// changed. The applier writes through the lease's connection, so a session that died (and with it
-/// the advisory lock) cannot commit anything either: the lock is also the fence.
+/// changed. Writes go through pool sessions fenced against the lease's session in PostgreSQL
+/// (`assert_leader`, `apply_transitions_fenced`), so once that session dies (and the advisory lock
+/// with it) nothing more of this instance commits.
 final class Leadership: Sendable {
     /// The session holding the lock.
     struct Session: Sendable {

@@ -266,7 +266,8 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         results["heartbeat_c1"].append(wrk(f"http://127.0.0.1:{HTTP_PORT}", script, (devices_file,), connections=1))
 
     # drain: how long the history writer needs to catch up after the last run
-    accepted = sum(r["requests"] - r["errors"] for r in results["heartbeat"])
+    # every heartbeat answered 200 writes a history row: the gateway's, at 1 connection too, and the Go peer's
+    accepted = sum(r["requests"] - r["errors"] for name in ("heartbeat", "heartbeat_c1", "peer") for r in results.get(name, []))
     drain_started = time.time()
     while history_rows() < accepted and time.time() - drain_started < 120:
         time.sleep(0.5)
@@ -509,9 +510,10 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         "|---|---|---|",
         *[f"| {what} {target} | {fmt.format(value) if value is not None else 'not measured'} | {check(value is not None and ok(value))} |"
           for what, value, target, ok, fmt in figures if ok],
-        f"| history writer ≥ 50,000 rows/s, never behind | {statistics.median(history_rates):.0f} rows/s while loaded; "
-        f"{drained_rows}/{accepted} rows in PostgreSQL {drain_seconds:.1f} s after the last run | "
-        f"{check(statistics.median(history_rates) >= 50000 and drained_rows >= accepted)} |",
+        # the writer's capacity (≥ 50,000 rows/s) is the monitor bench's row; here: whether it kept up
+        f"| history writer never behind: every accepted heartbeat's row in PostgreSQL ≤ 10 s after the last run | "
+        f"{drained_rows}/{accepted} rows after {drain_seconds:.1f} s ({statistics.median(history_rates):.0f} rows/s while loaded, "
+        f"bounded by the heartbeat rate) | {check(drained_rows >= accepted and drain_seconds <= 10)} |",
         f"| Redis bytes per online device ≤ 400 | {per_device:.0f} (hash {hash_bytes:.0f} + online-set share {zset_bytes / max(online, 1):.0f}) | {check(per_device <= 400)} |",
         f"| gateway RSS ≤ 150 MB at peak | {rss_peak_kb / 1024:.0f} MB (VmHWM) | {check(rss_peak_kb <= 150 * 1024)} |",
         "",

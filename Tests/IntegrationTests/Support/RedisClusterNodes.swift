@@ -31,7 +31,11 @@ final class RedisClusterNodes: Sendable {
         let ready = try await eventually(.seconds(20)) {
             for node in nodes {
                 let info = try await cluster.direct(node, ["CLUSTER", "INFO"]).string ?? ""
-                guard info.contains("cluster_state:ok"), info.contains("cluster_known_nodes:\(count)") else { return false }
+                // with full coverage off a node is `ok` before it has learnt the others' slots, and
+                // answers their keys `CLUSTERDOWN Hash slot not served` instead of `MOVED` until then
+                guard info.contains("cluster_state:ok"), info.contains("cluster_known_nodes:\(count)"),
+                    info.contains("cluster_slots_assigned:\(RedisSlot.count)")
+                else { return false }
             }
             return true
         }
