@@ -65,6 +65,35 @@ import Testing
         await server.stop()
     }
 
+    /// A worker that lingers (the history writer) drains a backlog at once, batch after batch, but
+    /// after a batch that was not full waits for its next poll: under a steady trickle it would
+    /// otherwise read a few entries per round, and pay each round's statements for them.
+    @Test(arguments: [true, false]) func aLingeringWorkerWaitsForItsPollAfterAPartialBatch(lingers: Bool) async throws {
+        let server = try await RedisServer.start()
+        let redis = server.client()
+        let stream = "hb:{0}:history"
+        try await redis.xgroupCreate(stream, group: TransitionApplier.group)
+        for index in 0..<12 {
+            try await redis.execute(["XADD", stream, "*", "device", "d\(index)", "type", "online", "at", "1", "last_heartbeat", "1"])
+        }
+        let reads = Mutex(0)
+        let handler = RecordingHandler(key: stream) { reads.withLock { $0 += 1 } }
+        let leadership = Leadership()
+        _ = leadership.grant(.init(connection: nil, backendPID: 0))
+        let worker = StreamWorker(
+            redis: redis, buckets: 0..<1, consumer: "leader", handler: handler, batchSize: 5,
+            leadership: leadership, pollInterval: .seconds(30), lingers: lingers, logger: Logger(label: "test"))
+        let running = Task { try await worker.run() }
+        try await Task.sleep(for: .milliseconds(1500))
+        running.cancel()
+        _ = try? await running.value
+        // batches of 5, 5 and 2; then a lingering worker waits, the other reads once more and finds nothing
+        #expect(handler.batches.withLock { $0.map(\.count) } == [5, 5, 2])
+        #expect(reads.withLock { $0 } == (lingers ? 3 : 4))
+        await redis.shutdown()
+        await server.stop()
+    }
+
     @Test func trimBoundStopsAtTheLowestPendingEntry() throws {
         let through = try #require(StreamID("1700000000005-0"))
         #expect(StreamWorker<RecordingHandler>.trimBound(after: through, lowestPending: nil).description == "1700000000005-1")

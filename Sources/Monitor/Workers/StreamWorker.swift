@@ -33,7 +33,8 @@ extension StreamBatchHandler {
 /// in the group, because another instance (an old leader not yet aware it lost the lock) may hold
 /// entries it read and has not stored, and a trimmed entry could not be claimed any more.
 ///
-/// While leading it drains every `pollInterval`, and at once again after a round that found entries.
+/// While leading it drains every `pollInterval`, and at once again after a round that found entries
+/// (with ``lingers``: only after a round that found a full batch in some bucket).
 final class StreamWorker<Handler: StreamBatchHandler>: Service {
     let redis: RedisClient
     let buckets: Range<Int>
@@ -44,6 +45,13 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
     let parallelism: Int
     let leadership: Leadership
     let pollInterval: Duration
+    /// A round that found entries but no full batch waits for the next poll instead of running
+    /// again at once, so under a steady trickle batches grow and the per-batch costs are paid less
+    /// often; and such rounds drain one bucket at a time (``parallelism`` only while a backlog is
+    /// drained), so the work is spread over the poll instead of taking every core at once.
+    let lingers: Bool
+    /// The last round found a full batch (a backlog to drain).
+    private let backlogged = Mutex(true)
     let logger: Logger
     /// Buckets whose consumer group exists (as far as this instance knows).
     private let groupsReady = Mutex<Set<Int>>([])
@@ -52,7 +60,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
 
     init(
         redis: RedisClient, buckets: Range<Int>, consumer: String, handler: Handler, batchSize: Int, parallelism: Int = 1,
-        leadership: Leadership, pollInterval: Duration, logger: Logger
+        leadership: Leadership, pollInterval: Duration, lingers: Bool = false, logger: Logger
     ) {
         self.redis = redis
         self.buckets = buckets
@@ -62,6 +70,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
         self.parallelism = max(1, parallelism)
         self.leadership = leadership
         self.pollInterval = pollInterval
+        self.lingers = lingers
         self.logger = logger
     }
 
@@ -71,16 +80,20 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
         }
         await loop.run { lease in
             try await self.handler.prepare(lease)
-            return try await self.drain(lease) > 0
+            let round = try await self.drain(lease)
+            let full = round.fullest >= self.batchSize
+            self.backlogged.withLock { $0 = full }
+            return self.lingers ? full : round.entries > 0
         }
     }
 
-    /// One batch from every bucket, `parallelism` buckets at a time. Returns the entries consumed.
+    /// One batch from every bucket, `parallelism` buckets at a time. Returns the entries consumed,
+    /// and the largest batch among them.
     ///
     /// Buckets fail alone: on a Redis Cluster with a primary down, its buckets' streams cannot be
     /// read while the others' can, so a bucket's error is handed to the handler and logged, and
     /// the other buckets are drained as usual. Throws (the first error) only when every bucket failed.
-    func drain(_ lease: Leadership.Lease) async throws -> Int {
+    func drain(_ lease: Leadership.Lease) async throws -> (entries: Int, fullest: Int) {
         var failures: [(bucket: Int, error: any Error)] = []
         var ready: [Int] = []
         for bucket in buckets {
@@ -97,6 +110,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
             }
         }
         var drained = 0
+        var fullest = 0
         await withTaskGroup(of: (Int, Result<Int, any Error>).self) { group in
             var pending = ready.makeIterator()
             let drain = { @Sendable (bucket: Int) async -> (Int, Result<Int, any Error>) in
@@ -106,13 +120,16 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
                     return (bucket, .failure(error))
                 }
             }
-            for _ in 0..<parallelism {
+            let width = lingers && !backlogged.withLock({ $0 }) ? 1 : parallelism
+            for _ in 0..<width {
                 guard let bucket = pending.next() else { break }
                 group.addTask { await drain(bucket) }
             }
             while let (bucket, result) = await group.next() {
                 switch result {
-                case .success(let count): drained += count
+                case .success(let count):
+                    drained += count
+                    fullest = max(fullest, count)
                 case .failure(let error): failures.append((bucket, error))
                 }
                 if leadership.holds(lease), let bucket = pending.next() {
@@ -124,7 +141,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
             // Redis lost the stream: create the group again
             if case RedisError.server(let message) = error, message.hasPrefix("NOGROUP") { groupsReady.withLock { _ = $0.remove(bucket) } }
         }
-        guard let first = failures.first else { return drained }
+        guard let first = failures.first else { return (drained, fullest) }
         if failures.count == buckets.count { throw first.error }
         for (_, error) in failures { handler.failed(error, lease: lease) }
         let buckets = failures.map(\.bucket).sorted()
@@ -134,7 +151,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
                 "consumer group \(Handler.group): buckets not drained, the others go on",
                 metadata: ["buckets": "\(buckets)", "error": "\(first.error)", "repeats_unlogged": "\(repeats)"])
         }
-        return drained
+        return (drained, fullest)
     }
 
     /// One batch of the bucket: pending entries claimed first, else new ones. Returns how many.
