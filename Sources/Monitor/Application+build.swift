@@ -99,7 +99,9 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
         health: health, fleet: FleetController(leadership: leadership, stormGuard: stormGuard),
         registry: DeviceRegistry(devices: devices, cache: cache), adminToken: configuration.adminToken)
     BuildInfo.publish(program: "heartbeat-monitor")
-    var services: [any Service] = [redis, apiPool, outboxPool, applyPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay, census]
+    var services: [any Service] = [
+        redis, apiPool, outboxPool, applyPool, publisher, elector, seeder, reconciler, scanner, applier, history, relay, census,
+    ]
     if let url = configuration.alertWebhookURL {
         // its client and connection listed first: stopped after the alerter; a connection of its
         // own, so the Kafka relay never waits behind a re-post of every offline device

@@ -68,7 +68,8 @@ import Testing
         try await Migrations.run(on: db.connection)
         let config = try await db.connection.query("SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'apply_transitions'").scalar
         #expect(config == "plan_cache_mode=force_custom_plan,jit=off")
-        let loop = try await db.connection.query("SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'apply_transitions_in_order'").scalar
+        let loop = try await db.connection.query("SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'apply_transitions_in_order'")
+            .scalar
         #expect(loop == "jit=off")
         await db.drop()
     }

@@ -164,10 +164,14 @@ import Testing
         let acquiring = Task { try await newLock.tryAcquire() }
         try await Task.sleep(for: .milliseconds(500))
         // the lock is the new leader's, but it waits for the write in flight before it leads
-        #expect(try await database.connection.query(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.key) AND granted").scalar == "1")
-        #expect(try await database.connection.query(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.writeFenceKey) AND NOT granted").scalar == "1",
+        #expect(
+            try await database.connection.query(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.key) AND granted"
+            ).scalar == "1")
+        #expect(
+            try await database.connection.query(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.writeFenceKey) AND NOT granted"
+            ).scalar == "1",
             "the new leader did not wait for the old leader's write in flight")
         try await inFlight.simpleQuery("COMMIT")
         let newSession = try #require(try await acquiring.value, "the new leader did not get the lock")
