@@ -47,6 +47,8 @@ let package = Package(
             dependencies: [
                 "CHiredis", "HeartbeatDomain",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Shared/Redis",

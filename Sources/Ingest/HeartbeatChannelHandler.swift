@@ -169,10 +169,8 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         update { $0.answered = true }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        route.controller.store.record(heartbeat, tokenHash: DeviceToken.hash(checked.token)) { result in
-            let result = result.mapError { StoreFailure(description: "\($0)") }
-            eventLoop.execute { handler.value.recorded(result, heartbeat: heartbeat) }
+        route.controller.store.record(heartbeat, tokenHash: DeviceToken.hash(checked.token), on: context.eventLoop) { result in
+            handler.value.recorded(result.mapError { StoreFailure(description: "\($0)") }, heartbeat: heartbeat)
         }
     }
 

@@ -1,4 +1,5 @@
 import HeartbeatDomain
+import NIOCore
 
 /// What recording a heartbeat produced.
 enum HeartbeatOutcome: Sendable, Equatable {
@@ -16,18 +17,24 @@ enum HeartbeatOutcome: Sendable, Equatable {
 protocol HeartbeatStore: Sendable {
     /// Checks the token and records the heartbeat atomically, returning what the device should know.
     func record(_ heartbeat: HeartbeatPayload, tokenHash: String) async throws -> HeartbeatOutcome
-    /// ``record(_:tokenHash:)`` for a caller on an event loop: `completion` runs once, on any
-    /// thread, and must not block.
-    func record(_ heartbeat: HeartbeatPayload, tokenHash: String, completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void)
+    /// ``record(_:tokenHash:)`` for a caller on an event loop: `completion` runs once, on `eventLoop`.
+    func record(
+        _ heartbeat: HeartbeatPayload, tokenHash: String, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void)
     /// Throws when the store cannot be reached.
     func checkReachable() async throws
 }
 
 extension HeartbeatStore {
     /// Through a task, for stores without a callback path of their own.
-    func record(_ heartbeat: HeartbeatPayload, tokenHash: String, completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void) {
+    func record(
+        _ heartbeat: HeartbeatPayload, tokenHash: String, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void
+    ) {
         Task {
-            do { completion(.success(try await record(heartbeat, tokenHash: tokenHash))) } catch { completion(.failure(error)) }
+            let result: Result<HeartbeatOutcome, any Error>
+            do { result = .success(try await record(heartbeat, tokenHash: tokenHash)) } catch { result = .failure(error) }
+            eventLoop.execute { completion(result) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import HeartbeatDomain
+import NIOCore
 import RedisAdapter
 
 /// Records heartbeats in Redis with one `EVALSHA` of ``HeartbeatScript`` each.
@@ -13,10 +14,13 @@ struct RedisHeartbeatStore: HeartbeatStore {
         return try Self.outcome(of: try await redis.run(HeartbeatScript.script, keys: keys, arguments: arguments))
     }
 
-    /// The same script call, its reply decoded on the Redis connection's thread.
-    func record(_ heartbeat: HeartbeatPayload, tokenHash: String, completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void) {
+    /// The same script call over the event loop's own Redis connection, its reply decoded on the loop.
+    func record(
+        _ heartbeat: HeartbeatPayload, tokenHash: String, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void
+    ) {
         let (keys, arguments) = scriptCall(heartbeat, tokenHash: tokenHash)
-        redis.run(HeartbeatScript.script, keys: keys, arguments: arguments) { reply in
+        redis.run(HeartbeatScript.script, keys: keys, arguments: arguments, on: eventLoop) { reply in
             completion(reply.flatMap { reply in Result { try Self.outcome(of: reply) } })
         }
     }

@@ -1,5 +1,6 @@
 import HeartbeatDomain
 import Logging
+import NIOCore
 
 extension RedisClient {
     /// Runs `script` with one round trip in the common case (two after Redis lost its script cache).
@@ -15,6 +16,23 @@ extension RedisClient {
     /// (see ``send(_:completion:)``); an error reply arrives as ``RedisError/server(_:)``.
     public func run(
         _ script: RedisScript, keys: [String], arguments: [String],
+        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        run(script, keys: keys, arguments: arguments, via: { [self] in send($0, completion: $1) }, completion: completion)
+    }
+
+    /// ``run(_:keys:arguments:)`` from an event loop, with the reply handed to `completion` on that
+    /// loop (see ``send(_:on:completion:)``); an error reply arrives as ``RedisError/server(_:)``.
+    public func run(
+        _ script: RedisScript, keys: [String], arguments: [String], on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        run(script, keys: keys, arguments: arguments, via: { [self] in send($0, on: eventLoop, completion: $1) }, completion: completion)
+    }
+
+    private func run(
+        _ script: RedisScript, keys: [String], arguments: [String],
+        via send: @escaping @Sendable ([String], @escaping @Sendable (Result<RedisValue, any Error>) -> Void) -> Void,
         completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
         let command = Self.evalsha(script, keys: keys, arguments: arguments)

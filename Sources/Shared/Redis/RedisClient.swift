@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -43,10 +44,14 @@ public final class RedisClient: Sendable {
     private let pipelines: [RedisPipeline]
     private let cluster: RedisClusterRouter?
     private let next = Atomic<Int>(0)
+    private let configuration: Configuration
+    /// One connection per event loop that sent with ``send(_:on:completion:)`` (single-node mode).
+    private let loopConnections = Mutex<(byLoop: [ObjectIdentifier: RedisLoopConnection], closed: Bool)>(([:], false))
     let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) {
         self.logger = logger
+        self.configuration = configuration
         if let seeds = configuration.clusterNodes, !seeds.isEmpty {
             self.cluster = RedisClusterRouter(seeds: seeds, configuration: configuration, logger: logger)
             self.pipelines = []
@@ -83,6 +88,41 @@ public final class RedisClient: Sendable {
         pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments), completion: completion)
     }
 
+    /// Sends one command from an event loop; `completion` runs on that loop. Outside cluster mode
+    /// the command goes over the loop's own connection (``RedisLoopConnection``: no thread
+    /// hand-off); in cluster mode through ``send(_:completion:)`` and back to the loop.
+    public func send(
+        _ arguments: [String], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        if cluster != nil {
+            send(arguments) { result in eventLoop.execute { completion(result) } }
+            return
+        }
+        let command = RedisCommandEncoder.encode(arguments)
+        guard let connection = loopConnection(for: eventLoop) else {
+            eventLoop.execute { completion(.failure(RedisError.shutdown)) }
+            return
+        }
+        if eventLoop.inEventLoop {
+            connection.send(command, completion: completion)
+        } else {
+            eventLoop.execute { connection.send(command, completion: completion) }
+        }
+    }
+
+    private func loopConnection(for eventLoop: any EventLoop) -> RedisLoopConnection? {
+        loopConnections.withLock { connections in
+            guard !connections.closed else { return nil }
+            let key = ObjectIdentifier(eventLoop as AnyObject)
+            if let existing = connections.byLoop[key] { return existing }
+            let connection = RedisLoopConnection(
+                eventLoop: eventLoop, endpoint: configuration.endpoint, timeout: configuration.timeout,
+                reconnectBackoff: configuration.reconnectBackoff, logger: logger)
+            connections.byLoop[key] = connection
+            return connection
+        }
+    }
+
     /// Sends a command without keys to every primary (the one server outside cluster mode) and
     /// returns their replies, error replies included; throws when one cannot be reached.
     public func sendToEachPrimary(_ arguments: [String]) async throws -> [RedisValue] {
@@ -110,6 +150,11 @@ public final class RedisClient: Sendable {
 
     /// Finishes queued commands and closes every connection. Later commands fail with ``RedisError/shutdown``.
     public func shutdown() async {
+        let onLoops = loopConnections.withLock { connections in
+            connections.closed = true
+            return Array(connections.byLoop.values)
+        }
+        for connection in onLoops { try? await connection.eventLoop.submit { connection.close() }.get() }
         for pipeline in pipelines { await pipeline.shutdown() }
         await cluster?.shutdown()
     }

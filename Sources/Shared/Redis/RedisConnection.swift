@@ -35,11 +35,7 @@ final class RedisConnection {
         guard redisSetTimeout(context, tv) == REDIS_OK else {
             throw .unavailable("cannot set the Redis socket timeout")
         }
-        var setup: [[String]] = []
-        if let password = endpoint.password {
-            setup.append(endpoint.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
-        }
-        if endpoint.database != 0 { setup.append(["SELECT", String(endpoint.database)]) }
+        let setup = endpoint.setupCommands
         if !setup.isEmpty {
             var failure: RedisError?
             let ioError = connection.pipeline(setup.map(RedisCommandEncoder.encode)) { _, reply in
@@ -108,7 +104,7 @@ final class RedisConnection {
         }
     }
 
-    private static func value(of reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
+    static func value(of reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
         let r = reply.pointee
         switch r.type {
         case REDIS_REPLY_STRING, REDIS_REPLY_STATUS:

@@ -51,4 +51,12 @@ public struct RedisEndpoint: Sendable, Equatable {
         guard !host.isEmpty else { return nil }
         self.init(host: String(host), port: port, username: username, password: password, database: database)
     }
+
+    /// What a new connection sends first: `AUTH` when there is a password, `SELECT` for a database other than 0.
+    var setupCommands: [[String]] {
+        var setup: [[String]] = []
+        if let password { setup.append(username.map { ["AUTH", $0, password] } ?? ["AUTH", password]) }
+        if database != 0 { setup.append(["SELECT", String(database)]) }
+        return setup
+    }
 }

@@ -80,7 +80,8 @@ final class RedisServer: @unchecked Sendable {
 
     private static func ping(port: Int) -> Bool {
         guard let reply = RawSocket.exchange(port: port, send: Array("PING\r\n".utf8), timeout: .milliseconds(200)) else { return false }
-        return String(decoding: reply, as: UTF8.self).hasPrefix("+PONG")
+        let text = String(decoding: reply, as: UTF8.self)
+        return text.hasPrefix("+PONG") || text.hasPrefix("-NOAUTH")  // up, with a password (`--requirepass`)
     }
 }
 
