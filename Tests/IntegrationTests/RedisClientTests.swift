@@ -51,19 +51,9 @@ import Testing
         let server = try await RedisServer.start()
         let client = server.client(timeout: .milliseconds(300))
         #expect(try await client.execute(["PING"]) == .string("PONG"))
-        async let sleeping = offPool { [port = server.port] in
-            RawSocket.exchange(port: port, send: Array("DEBUG SLEEP 2\r\n".utf8), timeout: .seconds(4))
-        }
-        // wait until the server is inside DEBUG SLEEP: a raw PING then goes unanswered
-        var sleepingNow = false
-        for _ in 0..<30 where !sleepingNow {
-            sleepingNow = await offPool { [port = server.port] in
-                RawSocket.exchange(port: port, send: Array("PING\r\n".utf8), timeout: .milliseconds(100)) == nil
-            }
-        }
-        try #require(sleepingNow, "the server never became busy")
+        let sleeping = try await server.busy(forSeconds: 2)
         await #expect(throws: RedisError.timeout) { try await client.execute(["PING"]) }
-        _ = await sleeping
+        await sleeping.value
         try await Task.sleep(for: .milliseconds(150))  // past the reconnect backoff
         #expect(try await client.execute(["PING"]) == .string("PONG"))
         await client.shutdown()

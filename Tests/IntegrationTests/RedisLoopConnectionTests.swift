@@ -44,18 +44,9 @@ import Testing
         let server = try await RedisServer.start()
         let client = server.client(timeout: .milliseconds(300))
         #expect(try await client.send(["PING"], on: loop) == .string("PONG"))
-        async let sleeping = offPool { [port = server.port] in
-            RawSocket.exchange(port: port, send: Array("DEBUG SLEEP 2\r\n".utf8), timeout: .seconds(4))
-        }
-        var sleepingNow = false
-        for _ in 0..<30 where !sleepingNow {
-            sleepingNow = await offPool { [port = server.port] in
-                RawSocket.exchange(port: port, send: Array("PING\r\n".utf8), timeout: .milliseconds(100)) == nil
-            }
-        }
-        try #require(sleepingNow, "the server never became busy")
+        let sleeping = try await server.busy(forSeconds: 2)
         await #expect(throws: RedisError.timeout) { try await client.send(["PING"], on: loop) }
-        _ = await sleeping
+        await sleeping.value
         // the late PONG went with the dropped connection: a new one answers the next command
         #expect(try await client.send(["ECHO", "after"], on: loop) == .string("after"))
         await client.shutdown()

@@ -34,14 +34,20 @@ import Testing
         }
     }
 
-    @Test func trimmingKeepsEntriesAnotherInstanceStillHolds() async throws {
+    /// A Redis with `key` holding `entries` transition entries, and the applier's group on it.
+    static func stream(_ key: String, entries: Int) async throws -> (RedisServer, RedisClient) {
         let server = try await RedisServer.start()
         let redis = server.client()
-        let stream = "hb:{0}:transitions"
-        try await redis.xgroupCreate(stream, group: TransitionApplier.group)
-        for index in 0..<10 {
-            try await redis.execute(["XADD", stream, "*", "device", "d\(index)", "type", "online", "at", "1", "last_heartbeat", "1"])
+        try await redis.xgroupCreate(key, group: TransitionApplier.group)
+        for index in 0..<entries {
+            try await redis.execute(["XADD", key, "*", "device", "d\(index)", "type", "online", "at", "1", "last_heartbeat", "1"])
         }
+        return (server, redis)
+    }
+
+    @Test func trimmingKeepsEntriesAnotherInstanceStillHolds() async throws {
+        let (server, redis) = try await Self.stream("hb:{0}:transitions", entries: 10)
+        let stream = "hb:{0}:transitions"
         // the old leader reads five entries (and will not store them) just before the new one reads on
         let held = Mutex<[StreamEntry]>([])
         let handler = RecordingHandler(key: stream) {
@@ -69,13 +75,8 @@ import Testing
     /// after a batch that was not full waits for its next poll: under a steady trickle it would
     /// otherwise read a few entries per round, and pay each round's statements for them.
     @Test(arguments: [true, false]) func aLingeringWorkerWaitsForItsPollAfterAPartialBatch(lingers: Bool) async throws {
-        let server = try await RedisServer.start()
-        let redis = server.client()
+        let (server, redis) = try await Self.stream("hb:{0}:history", entries: 12)
         let stream = "hb:{0}:history"
-        try await redis.xgroupCreate(stream, group: TransitionApplier.group)
-        for index in 0..<12 {
-            try await redis.execute(["XADD", stream, "*", "device", "d\(index)", "type", "online", "at", "1", "last_heartbeat", "1"])
-        }
         let reads = Mutex(0)
         let handler = RecordingHandler(key: stream) { reads.withLock { $0 += 1 } }
         let leadership = Leadership()

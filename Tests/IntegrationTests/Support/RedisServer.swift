@@ -73,6 +73,22 @@ final class RedisServer: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Puts the server inside `DEBUG SLEEP` on a connection of its own and returns once it is
+    /// busy (a raw `PING` goes unanswered); the returned task ends when the sleep does.
+    func busy(forSeconds seconds: Int) async throws -> Task<Void, Never> {
+        let sleeping = Task { [port] in
+            _ = await offPool { RawSocket.exchange(port: port, send: Array("DEBUG SLEEP \(seconds)\r\n".utf8), timeout: .seconds(seconds + 2)) }
+        }
+        var sleepingNow = false
+        for _ in 0..<30 where !sleepingNow {
+            sleepingNow = await offPool { [port] in
+                RawSocket.exchange(port: port, send: Array("PING\r\n".utf8), timeout: .milliseconds(100)) == nil
+            }
+        }
+        guard sleepingNow else { throw TestFailure("the server never became busy") }
+        return sleeping
+    }
+
     /// A client for the test's own inspection of Redis.
     func client(timeout: Duration = .seconds(1)) -> RedisClient {
         RedisClient(configuration: .init(endpoint: endpoint, timeout: timeout, connections: 1), logger: Logger(label: "test-redis"))
