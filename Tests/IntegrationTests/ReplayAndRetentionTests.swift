@@ -161,19 +161,22 @@ import Testing
         try await inFlight.query("SELECT pg_advisory_xact_lock_shared(\(PostgresLeaderLock.writeFenceKey))")
         try await inFlight.query("SELECT assert_leader(\(oldLease.backendPID)::int)")
         await oldLock.close()
+        @Sendable func advisoryLocks(_ key: Int64, granted: Bool) async throws -> String? {
+            try await database.connection.query(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(key) AND granted = \(granted)"
+            ).scalar
+        }
+        // the old session's backend ends a moment after its client closes it
+        #expect(try await eventually { try await advisoryLocks(PostgresLeaderLock.key, granted: true) == "0" })
         let newLock = PostgresLeaderLock(url: database.url, applicationName: "new-leader")
         let acquiring = Task { try await newLock.tryAcquire() }
-        try await Task.sleep(for: .milliseconds(500))
         // the lock is the new leader's, but it waits for the write in flight before it leads
         #expect(
-            try await database.connection.query(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.key) AND granted"
-            ).scalar == "1")
-        #expect(
-            try await database.connection.query(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = \(PostgresLeaderLock.writeFenceKey) AND NOT granted"
-            ).scalar == "1",
+            try await eventually { try await advisoryLocks(PostgresLeaderLock.writeFenceKey, granted: false) == "1" },
             "the new leader did not wait for the old leader's write in flight")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await advisoryLocks(PostgresLeaderLock.key, granted: true) == "1")
+        #expect(try await advisoryLocks(PostgresLeaderLock.writeFenceKey, granted: false) == "1", "it stopped waiting before the commit")
         try await inFlight.simpleQuery("COMMIT")
         let newSession = try #require(try await acquiring.value, "the new leader did not get the lock")
 
