@@ -1,6 +1,7 @@
 import Foundation
 import HeartbeatDomain
 import Logging
+import NIOPosix
 import RedisAdapter
 import Testing
 
@@ -59,6 +60,7 @@ import Testing
         // ASK: the source no longer has the key and sends this one command on
         #expect(try await client.execute(["GET", key]) == .string("before"))
         #expect(try await Self.viaCallback(client, ["GET", key]) == .string("before"))
+        #expect(try await client.send(["GET", key], on: Self.loop) == .string("before"), "the event-loop path through ASK")
         try await client.execute(["SET", "hb:{5}:new", "created during the move"])
         #expect(try await cluster.direct(target, ["EXISTS", "hb:{5}:new"]) == .error("MOVED \(slot) 127.0.0.1:\(source.port)"), "importing")
         #expect(try await cluster.direct(source, ["EXISTS", "hb:{5}:new"]) == .error("ASK \(slot) 127.0.0.1:\(target.port)"))
@@ -71,13 +73,19 @@ import Testing
         // the callback path (the gateway's) follows MOVED too, with a map that still names the source
         let fresh = cluster.client()
         try await fresh.execute(["SET", "hb:{6}:other", "1"])  // loads the map
+        let stale = cluster.client()
+        try await stale.send(["SET", "hb:{6}:other", "1"], on: Self.loop)
         try await cluster.direct(target, ["MIGRATE", "127.0.0.1", String(source.port), "", "0", "5000", "KEYS", key, "hb:{5}:new"])
         for node in cluster.nodes { try await cluster.direct(node, ["CLUSTER", "SETSLOT", String(slot), "NODE", sourceID]) }
         #expect(try await Self.viaCallback(client, ["GET", key]) == .string("after"))
         #expect(try await Self.viaCallback(fresh, ["GET", key]) == .string("after"))
+        #expect(try await stale.send(["GET", key], on: Self.loop) == .string("after"), "the event-loop path through MOVED")
+        await stale.shutdown()
         await fresh.shutdown()
         await client.shutdown()
     }
+
+    static let loop = MultiThreadedEventLoopGroup.singleton.next()
 
     /// ``RedisClient/send(_:completion:)``, awaited.
     static func viaCallback(_ client: RedisClient, _ arguments: [String]) async throws -> RedisValue {
@@ -104,6 +112,13 @@ import Testing
                 #expect(onStopped[bucket], "bucket \(bucket) failed: \(error)")
                 failed += 1
             }
+            // the event-loop path (the gateway's heartbeats) the same way
+            do {
+                try await client.send(["GET", keys.registryMarker(bucket: bucket)], on: Self.loop)
+                #expect(!onStopped[bucket], "bucket \(bucket) answered from a stopped node on the loop path")
+            } catch is RedisError {
+                #expect(onStopped[bucket], "bucket \(bucket) failed on the loop path")
+            }
         }
         #expect(failed > 0 && failed < 16)
         try await stopped.start()  // same port and directory: nodes.conf brings its slots back
@@ -111,6 +126,10 @@ import Testing
             try await eventually(.seconds(10)) {
                 (try? await client.execute(["GET", keys.registryMarker(bucket: 0)])) != nil
             })
+        #expect(
+            try await eventually(.seconds(5)) {
+                (try? await client.send(["GET", keys.registryMarker(bucket: 0)], on: Self.loop)) != nil
+            }, "the loop path did not come back with the node")
         await client.shutdown()
     }
 

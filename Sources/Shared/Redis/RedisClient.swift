@@ -44,16 +44,18 @@ public final class RedisClient: Sendable {
     private let pipelines: [RedisPipeline]
     private let cluster: RedisClusterRouter?
     private let next = Atomic<Int>(0)
-    private let configuration: Configuration
-    /// One connection per event loop that sent with ``send(_:on:completion:)`` (single-node mode).
-    private let loopConnections = Mutex<(byLoop: [ObjectIdentifier: RedisLoopConnection], closed: Bool)>(([:], false))
+    private let endpoint: RedisEndpoint
+    /// The connections of event loops that sent with ``send(_:on:completion:)``.
+    private let loopConnections: RedisLoopConnections
     let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) {
         self.logger = logger
-        self.configuration = configuration
+        self.endpoint = configuration.endpoint
+        self.loopConnections = RedisLoopConnections(
+            timeout: configuration.timeout, reconnectBackoff: configuration.reconnectBackoff, logger: logger)
         if let seeds = configuration.clusterNodes, !seeds.isEmpty {
-            self.cluster = RedisClusterRouter(seeds: seeds, configuration: configuration, logger: logger)
+            self.cluster = RedisClusterRouter(seeds: seeds, configuration: configuration, loopConnections: loopConnections, logger: logger)
             self.pipelines = []
         } else {
             self.cluster = nil
@@ -88,39 +90,22 @@ public final class RedisClient: Sendable {
         pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments), completion: completion)
     }
 
-    /// Sends one command from an event loop; `completion` runs on that loop. Outside cluster mode
-    /// the command goes over the loop's own connection (``RedisLoopConnection``: no thread
-    /// hand-off); in cluster mode through ``send(_:completion:)`` and back to the loop.
+    /// Sends one command from an event loop; `completion` runs on that loop. The command goes over
+    /// the loop's own connection (``RedisLoopConnection``: no thread hand-off), in cluster mode the
+    /// loop's connection to the slot's primary (see ``RedisClusterRouter/send(_:key:on:completion:)``).
     public func send(
         _ arguments: [String], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        if cluster != nil {
-            send(arguments) { result in eventLoop.execute { completion(result) } }
+        let command = RedisCommandEncoder.encode(arguments)
+        if let cluster {
+            cluster.send(command, key: RedisCommandKey.of(arguments), on: eventLoop, completion: completion)
             return
         }
-        let command = RedisCommandEncoder.encode(arguments)
-        guard let connection = loopConnection(for: eventLoop) else {
+        guard let connection = loopConnections.connection(to: endpoint, on: eventLoop) else {
             eventLoop.execute { completion(.failure(RedisError.shutdown)) }
             return
         }
-        if eventLoop.inEventLoop {
-            connection.send(command, completion: completion)
-        } else {
-            eventLoop.execute { connection.send(command, completion: completion) }
-        }
-    }
-
-    private func loopConnection(for eventLoop: any EventLoop) -> RedisLoopConnection? {
-        loopConnections.withLock { connections in
-            guard !connections.closed else { return nil }
-            let key = ObjectIdentifier(eventLoop as AnyObject)
-            if let existing = connections.byLoop[key] { return existing }
-            let connection = RedisLoopConnection(
-                eventLoop: eventLoop, endpoint: configuration.endpoint, timeout: configuration.timeout,
-                reconnectBackoff: configuration.reconnectBackoff, logger: logger)
-            connections.byLoop[key] = connection
-            return connection
-        }
+        connection.send(command, completion: completion)
     }
 
     /// Sends a command without keys to every primary (the one server outside cluster mode) and
@@ -150,11 +135,7 @@ public final class RedisClient: Sendable {
 
     /// Finishes queued commands and closes every connection. Later commands fail with ``RedisError/shutdown``.
     public func shutdown() async {
-        let onLoops = loopConnections.withLock { connections in
-            connections.closed = true
-            return Array(connections.byLoop.values)
-        }
-        for connection in onLoops { try? await connection.eventLoop.submit { connection.close() }.get() }
+        await loopConnections.closeAll()
         for pipeline in pipelines { await pipeline.shutdown() }
         await cluster?.shutdown()
     }

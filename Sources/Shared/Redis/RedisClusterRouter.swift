@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import Synchronization
 
 /// Cluster mode of ``RedisClient``: sends each command to the primary of its key's slot, over
@@ -28,12 +29,14 @@ final class RedisClusterRouter: Sendable {
     private let timeout: Duration
     private let reconnectBackoff: Duration
     private let connectionsPerNode: Int
+    private let loopConnections: RedisLoopConnections
     private let logger: Logger
     private let state = Mutex(State())
     private let next = Atomic<Int>(0)
 
-    init(seeds: [RedisClusterMap.Node], configuration: RedisClient.Configuration, logger: Logger) {
+    init(seeds: [RedisClusterMap.Node], configuration: RedisClient.Configuration, loopConnections: RedisLoopConnections, logger: Logger) {
         self.seeds = seeds
+        self.loopConnections = loopConnections
         self.endpoint = configuration.endpoint
         self.timeout = configuration.timeout
         self.reconnectBackoff = configuration.reconnectBackoff
@@ -88,20 +91,45 @@ final class RedisClusterRouter: Sendable {
             return
         }
         pipeline.send(command) { [self] result in
-            switch result {
-            case .success(.error(let message)):
-                if RedisRedirect(message, from: node) != nil || message.hasPrefix("TRYAGAIN") {
-                    resend(command, key: key, completion: completion)
-                    return
-                }
-                if message.hasPrefix("CLUSTERDOWN") { refreshSoon() }
-            case .failure:
-                refreshSoon()
-            case .success:
-                break
-            }
-            completion(result)
+            guard redirected(result, from: node) else { return completion(result) }
+            resend(command, key: key, completion: completion)
         }
+    }
+
+    /// ``send(_:key:completion:)`` from an event loop, over the loop's own connection to the slot's
+    /// primary (``RedisLoopConnection``); `completion` runs on the loop. Redirections go the same
+    /// way as there (a task), and come back to the loop.
+    func send(
+        _ command: [UInt8], key: String?, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        let onLoop: @Sendable (Result<RedisValue, any Error>) -> Void = { result in eventLoop.execute { completion(result) } }
+        let slot = key.map(RedisSlot.of)
+        guard let slot, let node = state.withLock({ $0.map?.primary(of: slot) }),
+            let connection = loopConnections.connection(to: endpoint(of: node), on: eventLoop)
+        else {
+            resend(command, key: key, completion: onLoop)
+            return
+        }
+        connection.send(command) { [self] result in
+            guard redirected(result, from: node) else { return completion(result) }
+            resend(command, key: key, completion: onLoop)
+        }
+    }
+
+    /// Whether a fast-path reply from `node` must be sent again through ``send(_:key:)`` (a
+    /// redirection or `TRYAGAIN`: the command did not run); notes what calls for a new map.
+    private func redirected(_ result: Result<RedisValue, any Error>, from node: RedisClusterMap.Node) -> Bool {
+        switch result {
+        case .success(.error(let message)):
+            if RedisRedirect(message, from: node) != nil || message.hasPrefix("TRYAGAIN") { return true }
+            if message.hasPrefix("CLUSTERDOWN") { refreshSoon() }
+        case .failure:
+            refreshSoon()
+        case .success:
+            break
+        }
+        return false
     }
 
     private func resend(_ command: [UInt8], key: String?, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
@@ -151,17 +179,22 @@ final class RedisClusterRouter: Sendable {
         return try state.withLock { state throws(RedisError) in
             if state.stopping { throw .shutdown }
             if let pipelines = state.pipelines[node] { return pipelines[index % pipelines.count] }
-            var nodeEndpoint = endpoint
-            nodeEndpoint.host = node.host
-            nodeEndpoint.port = node.port
             let pipelines = (0..<connectionsPerNode).map { connection in
                 RedisPipeline(
-                    endpoint: nodeEndpoint, timeout: timeout, reconnectBackoff: reconnectBackoff,
+                    endpoint: endpoint(of: node), timeout: timeout, reconnectBackoff: reconnectBackoff,
                     name: "redis-\(node.port)-\(connection)", logger: logger)
             }
             state.pipelines[node] = pipelines
             return pipelines[index % pipelines.count]
         }
+    }
+
+    /// The node's address with the client's credentials.
+    private func endpoint(of node: RedisClusterMap.Node) -> RedisEndpoint {
+        var nodeEndpoint = endpoint
+        nodeEndpoint.host = node.host
+        nodeEndpoint.port = node.port
+        return nodeEndpoint
     }
 
     /// Starts a background reload of the map unless one runs or the last was too recent.

@@ -42,6 +42,8 @@ final class RedisLoopConnection: @unchecked Sendable {
     private var waiting = CircularBuffer<Waiter>()
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
+    /// Since the last failed connect: logged once, like ``RedisPipeline``, not at every retry.
+    private var failing = false
 
     init(eventLoop: any EventLoop, endpoint: RedisEndpoint, timeout: Duration, reconnectBackoff: Duration, logger: Logger) {
         self.eventLoop = eventLoop
@@ -52,9 +54,12 @@ final class RedisLoopConnection: @unchecked Sendable {
     }
 
     /// Sends one RESP-encoded command; `completion` runs on the loop with its reply (error replies
-    /// as ``RedisValue/error(_:)``) or a ``RedisError``. Call on `eventLoop`.
-    func send(_ command: [UInt8], completion: @escaping Completion) {
-        eventLoop.assertInEventLoop()
+    /// as ``RedisValue/error(_:)``) or a ``RedisError``. From another thread it hops to the loop first.
+    func send(_ command: [UInt8], completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
+        guard eventLoop.inEventLoop else {
+            eventLoop.execute { self.send(command, completion: completion) }
+            return
+        }
         switch state {
         case .ready(let channel):
             write(command, completion, on: channel)
@@ -108,11 +113,14 @@ final class RedisLoopConnection: @unchecked Sendable {
         switch result {
         case .failure(let error):
             let failure = Self.connectFailure(error)
-            logger.error("Redis connect failed", metadata: ["error": "\(failure)"])
+            if !failing { logger.error("Redis connect failed", metadata: ["error": "\(failure)"]) }
+            failing = true
             state = .backingOff(until: .now() + reconnectBackoff, error: failure)
             for (_, completion) in queued { completion(.failure(failure)) }
         case .success(let channel):
             state = .ready(channel)
+            if failing { logger.info("Redis connection restored", metadata: ["endpoint": "\(endpoint.host):\(endpoint.port)"]) }
+            failing = false
             for setup in endpoint.setupCommands {
                 write(
                     RedisCommandEncoder.encode(setup),
@@ -172,6 +180,7 @@ final class RedisLoopConnection: @unchecked Sendable {
     /// `channel` closed (by either side) or failed.
     fileprivate func lost(_ channel: any Channel) {
         guard isCurrent(channel) else { return }
+        logger.warning("Redis connection lost", metadata: ["endpoint": "\(endpoint.host):\(endpoint.port)"])
         state = .idle
         failWaiting(RedisError.unavailable("Redis closed the connection"))
     }
