@@ -6,8 +6,8 @@ import RedisAdapter
 import Testing
 
 /// The event-loop connection the gateway's heartbeats use (``RedisClient/send(_:on:completion:)``)
-/// against a real Redis: replies on the caller's loop, in order, and the same failures as the
-/// threaded connections: timeouts, a server going away and coming back, a wrong password, shutdown.
+/// against a real Redis: replies on the caller's loop, in order, a wrong password, shutdown. Its
+/// timeouts and reconnects are `RedisClientTests`' cases, run both ways.
 @Suite struct RedisLoopConnectionTests {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
 
@@ -25,46 +25,6 @@ import Testing
         #expect(try await client.send(["CLIENT", "LIST"], on: loop).string?.split(separator: "\n").count == 1)
         let script = RedisScript(name: "echo", source: "return ARGV[1]")
         #expect(try await client.run(script, keys: [], arguments: ["cold cache"], on: loop) == .string("cold cache"))
-        await client.shutdown()
-    }
-
-    @Test func aServerThatDoesNotAnswerSurfacesAsATimeout() async throws {
-        let silent = try SilentListener()
-        let client = RedisClient(
-            configuration: .init(endpoint: RedisEndpoint(host: "127.0.0.1", port: silent.port), timeout: .milliseconds(300), connections: 1),
-            logger: Logger(label: "t"))
-        let started = ContinuousClock.now
-        await #expect(throws: RedisError.timeout) { try await client.send(["PING"], on: loop) }
-        let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(2), "\(elapsed)")
-        await client.shutdown()
-    }
-
-    @Test func aBusyServerSurfacesAsATimeoutAndTheConnectionRecovers() async throws {
-        let server = try await RedisServer.start()
-        let client = server.client(timeout: .milliseconds(300))
-        #expect(try await client.send(["PING"], on: loop) == .string("PONG"))
-        let sleeping = try await server.busy(forSeconds: 2)
-        await #expect(throws: RedisError.timeout) { try await client.send(["PING"], on: loop) }
-        await sleeping.value
-        // the late PONG went with the dropped connection: a new one answers the next command
-        #expect(try await client.send(["ECHO", "after"], on: loop) == .string("after"))
-        await client.shutdown()
-    }
-
-    @Test func failsFastWhileRedisIsDownAndReconnectsWhenItIsBack() async throws {
-        let server = try await RedisServer.start()
-        let client = server.client()
-        try await client.send(["SET", "k", "v"], on: loop)
-        await server.stop()
-        let started = ContinuousClock.now
-        for _ in 0..<20 {
-            await #expect(throws: RedisError.self) { try await client.send(["GET", "k"], on: loop) }
-        }
-        #expect(ContinuousClock.now - started < .seconds(1))
-        try await server.start()
-        try await Task.sleep(for: .milliseconds(150))  // past the reconnect backoff
-        #expect(try await client.send(["PING"], on: loop) == .string("PONG"))
         await client.shutdown()
     }
 
