@@ -16,7 +16,7 @@ import NIOPosix
 ///
 /// `@unchecked Sendable`: every stored property is only touched on `eventLoop`.
 final class RedisLoopConnection: @unchecked Sendable {
-    typealias Completion = (Result<RedisValue, any Error>) -> Void
+    typealias Completion = @Sendable (Result<RedisValue, any Error>) -> Void
 
     private struct Waiter {
         let deadline: NIODeadline
@@ -55,7 +55,7 @@ final class RedisLoopConnection: @unchecked Sendable {
 
     /// Sends one RESP-encoded command; `completion` runs on the loop with its reply (error replies
     /// as ``RedisValue/error(_:)``) or a ``RedisError``. From another thread it hops to the loop first.
-    func send(_ command: [UInt8], completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
+    func send(_ command: [UInt8], completion: @escaping Completion) {
         guard eventLoop.inEventLoop else {
             eventLoop.execute { self.send(command, completion: completion) }
             return
