@@ -1,4 +1,3 @@
-import PostgresAdapter
 import Synchronization
 
 /// Whether this instance is the active monitor, and the session that holds the lock.
@@ -8,10 +7,8 @@ import Synchronization
 /// (`assert_leader`, `apply_transitions_fenced`), so once that session dies (and the advisory lock
 /// with it) nothing more of this instance commits.
 final class Leadership: Sendable {
-    /// The session holding the lock.
+    /// The session holding the lock (the lock itself stays with ``LeaderLock``).
     struct Session: Sendable {
-        /// The lock's PostgreSQL session (`nil` in tests without PostgreSQL).
-        let connection: PostgresConnection?
         /// The session's backend pid: writes on other connections are fenced with
         /// `assert_leader(pid)`, which fails once this session no longer holds the lock.
         let backendPID: Int
@@ -22,7 +19,6 @@ final class Leadership: Sendable {
         let epoch: Int
         let session: Session
 
-        var connection: PostgresConnection? { session.connection }
         var backendPID: Int { session.backendPID }
     }
 

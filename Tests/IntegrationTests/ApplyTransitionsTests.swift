@@ -66,11 +66,11 @@ import Testing
         // once-run plans took 20–30 ms of each call (migration 8)
         let db = try await TestDatabase.create()
         try await Migrations.run(on: db.connection)
-        let config = try await db.connection.query("SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'apply_transitions'").scalar
-        #expect(config == "plan_cache_mode=force_custom_plan,jit=off")
-        let loop = try await db.connection.query("SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'apply_transitions_in_order'")
-            .scalar
-        #expect(loop == "jit=off")
+        func settings(of function: String) async throws -> String? {
+            try await db.connection.query("SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = $1", [function]).scalar
+        }
+        #expect(try await settings(of: "apply_transitions") == "plan_cache_mode=force_custom_plan,jit=off")
+        #expect(try await settings(of: "apply_transitions_in_order") == "jit=off")
         await db.drop()
     }
 

@@ -56,7 +56,7 @@ import Testing
             held.withLock { $0 = read }
         }
         let leadership = Leadership()
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         let worker = StreamWorker(
             redis: redis, buckets: 0..<1, consumer: "new-leader", handler: handler, batchSize: 5,
             leadership: leadership, pollInterval: .seconds(1), logger: Logger(label: "test"))
@@ -80,7 +80,7 @@ import Testing
         let reads = Mutex(0)
         let handler = RecordingHandler(key: stream) { reads.withLock { $0 += 1 } }
         let leadership = Leadership()
-        _ = leadership.grant(.init(connection: nil, backendPID: 0))
+        _ = leadership.grant(.init(backendPID: 0))
         let worker = StreamWorker(
             redis: redis, buckets: 0..<1, consumer: "leader", handler: handler, batchSize: 5,
             leadership: leadership, pollInterval: .seconds(30), lingers: lingers, logger: Logger(label: "test"))

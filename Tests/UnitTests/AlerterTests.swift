@@ -34,7 +34,7 @@ import Testing
                 StatusAlertEvent(outboxID: 3, device: flapping, kind: .online, at: now),
             ]
         }
-        _ = try await alerter.round(leadership.grant(.init(connection: nil, backendPID: 0)), now: now)
+        _ = try await alerter.round(leadership.grant(.init(backendPID: 0)), now: now)
         let posted = sink.posts.withLock { $0.first ?? [] }
         #expect(posted.count == 2)
         let resolved = try #require(posted.first { $0.labels["device_id"] == flapping.id.string })
@@ -52,7 +52,7 @@ import Testing
         let down = device("hall")
         store.events.withLock { $0 = [StatusAlertEvent(outboxID: 7, device: down, kind: .offline, at: down.since)] }
         sink.failing.withLock { $0 = true }
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         await #expect(throws: InMemoryAlertSink.Down.self) { _ = try await alerter.round(lease, now: now) }
         #expect(store.alerted.withLock { $0.isEmpty })
         sink.failing.withLock { $0 = false }
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func theFleetAlertFiresWhileTheStormGuardHoldsAndResolvesAfter() async throws {
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         let alerter = alerter
         _ = try await alerter.round(lease, now: now)
         #expect(sink.posts.withLock { $0.isEmpty })
@@ -82,7 +82,7 @@ import Testing
         let old = device("lobby")
         let hoursAgo = UTCTimestamp(millisecondsSinceEpoch: now.millisecondsSinceEpoch - 3 * 3_600_000)
         store.events.withLock { $0 = [StatusAlertEvent(outboxID: 9, device: old, kind: .offline, at: hoursAgo)] }
-        _ = try await alerter.round(leadership.grant(.init(connection: nil, backendPID: 0)), now: now)
+        _ = try await alerter.round(leadership.grant(.init(backendPID: 0)), now: now)
         #expect(sink.posts.withLock { $0.isEmpty })
         #expect(store.alerted.withLock { $0 } == [9])
     }

@@ -8,11 +8,11 @@ import Testing
         let leadership = Leadership()
         var schedule = LeaderLoop.Schedule(interval: .seconds(60))
         let start = ContinuousClock.now
-        let first = leadership.grant(.init(connection: nil, backendPID: 0))
+        let first = leadership.grant(.init(backendPID: 0))
         var due: [Bool] = []
         for seconds in [0, 30, 60] { due.append(schedule.isDue(first, now: start + .seconds(seconds))) }
         // a failover: the next lease (another epoch) does not wait for the interval
-        let second = leadership.grant(.init(connection: nil, backendPID: 1))
+        let second = leadership.grant(.init(backendPID: 1))
         for seconds in [61, 62] { due.append(schedule.isDue(second, now: start + .seconds(seconds))) }
         #expect(due == [true, false, true, true, false])
     }
@@ -21,7 +21,7 @@ import Testing
         let leadership = Leadership()
         var schedule = LeaderLoop.Schedule(interval: .seconds(300), runsAtNewLease: false)
         let start = ContinuousClock.now
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         var due: [Bool] = []
         for seconds in [0, 299, 300, 301] { due.append(schedule.isDue(lease, now: start + .seconds(seconds))) }
         #expect(due == [false, false, true, false])

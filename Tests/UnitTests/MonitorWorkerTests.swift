@@ -39,7 +39,7 @@ import Testing
         Self.add(store, count: 2, bucket: 1, silentSeconds: 601)
         Self.add(store, count: 20, bucket: 1, silentSeconds: 599)
         let leadership = Leadership()
-        let report = try await Self.scanner(store, leadership: leadership).scan(leadership.grant(.init(connection: nil, backendPID: 0)))
+        let report = try await Self.scanner(store, leadership: leadership).scan(leadership.grant(.init(backendPID: 0)))
         #expect(report.stale == 5 && report.online == 25 && report.declaredOffline == 5 && report.decision == .proceed)
         let transitions = store.state.withLock { $0.transitions.values.flatMap { $0 } }
         #expect(transitions.count == 5 && transitions.allSatisfy { $0.kind == .offline })
@@ -53,7 +53,7 @@ import Testing
         let leadership = Leadership()
         let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
         let scanner = Self.scanner(store, leadership: leadership, batchSize: 10, outages: outages)
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         outages.record(.unreachable(buckets: 0..<2))
         #expect(try await scanner.scan(lease).declaredOffline == 0)
         outages.record(.reached(runID: "back"))
@@ -66,7 +66,7 @@ import Testing
         Self.add(store, count: 4, bucket: 1, silentSeconds: 700)
         Self.add(store, count: 90, bucket: 0, silentSeconds: 1)
         let leadership = Leadership()
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         let outages = RedisOutages(offlineAfter: .seconds(600), buckets: 0..<2)
         let scanner = Self.scanner(store, leadership: leadership, batchSize: 10, outages: outages)
         outages.record(await store.probe())  // the elector's probes, all answered
@@ -95,7 +95,7 @@ import Testing
         Self.add(store, count: 2, bucket: 1, silentSeconds: 10)
         let leadership = Leadership()
         let report = try await Self.scanner(store, leadership: leadership, minDevices: 5).scan(
-            leadership.grant(.init(connection: nil, backendPID: 0)))
+            leadership.grant(.init(backendPID: 0)))
         #expect(report.decision == .hold(devices: 8, started: true) && report.declaredOffline == 0)
         #expect(store.state.withLock { $0.transitions.isEmpty })
     }
@@ -105,7 +105,7 @@ import Testing
         Self.add(store, count: 10, bucket: 0, silentSeconds: 700)
         Self.add(store, count: 90, bucket: 1, silentSeconds: 1)
         let leadership = Leadership()
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         leadership.revoke()
         let report = try await Self.scanner(store, leadership: leadership, batchSize: 2).scan(lease)
         #expect(report.stale == 10 && report.declaredOffline == 0)
@@ -118,7 +118,7 @@ import Testing
             keys: KeySchema(buckets: 2), store: store, leadership: leadership, offlineAfter: .seconds(600),
             metrics: MonitorMetrics(), logger: Self.logger)
         let id = DeviceID.random()
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         try await applier.handle(
             [
                 StreamEntry(id: "1-0", fields: ["device": id.string, "type": "online", "at": "1", "last_heartbeat": "1"]),
@@ -135,7 +135,7 @@ import Testing
         let applier = TransitionApplier(
             keys: KeySchema(buckets: 1), store: InMemoryTransitionStore(), leadership: leadership,
             offlineAfter: .seconds(600), metrics: MonitorMetrics(), logger: Self.logger)
-        let lease = leadership.grant(.init(connection: nil, backendPID: 0))
+        let lease = leadership.grant(.init(backendPID: 0))
         // a pool connection lost says nothing of the lock (the elector checks its session)
         applier.failed(PostgresError.connectionLost("server closed the connection"), lease: lease)
         #expect(leadership.isLeader)
@@ -170,7 +170,7 @@ import Testing
         publisher.failing.withLock { $0 = ["c"] }
         let leadership = Leadership()
         let result = try await Self.relay(outbox, publisher, leadership: leadership).relayOnce(
-            leadership.grant(.init(connection: nil, backendPID: 0)))
+            leadership.grant(.init(backendPID: 0)))
         #expect(result.published == 2 && result.failed == 1)
         #expect(outbox.rows.withLock { $0.map(\.published) } == [true, true, false])
         #expect(publisher.sent.withLock { $0.map(\.topic) }.sorted() == ["device.online", "prod.offline"])
@@ -180,8 +180,8 @@ import Testing
         let outbox = InMemoryOutboxStore()
         outbox.add(topic: "device.online", key: "a", payload: "{}")
         let leadership = Leadership()
-        let stale = leadership.grant(.init(connection: nil, backendPID: 0))
-        let current = leadership.grant(.init(connection: nil, backendPID: 1))
+        let stale = leadership.grant(.init(backendPID: 0))
+        let current = leadership.grant(.init(backendPID: 1))
         outbox.leaderEpoch.withLock { $0 = current.epoch }
         await #expect(throws: InMemoryOutboxStore.NotLeader.self) {
             _ = try await Self.relay(outbox, FakePublisher(), leadership: leadership).relayOnce(stale)
@@ -203,7 +203,7 @@ import Testing
         let reconciler = Reconciler(
             devices: devices, registry: RecordingRegistryCache(), liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
             metrics: MonitorMetrics(), logger: Self.logger)
-        #expect(try await reconciler.reconcile(leadership.grant(.init(connection: nil, backendPID: 0))) == 1)
+        #expect(try await reconciler.reconcile(leadership.grant(.init(backendPID: 0))) == 1)
         #expect(liveness.state.withLock { $0.online[keys.bucket(of: lost)]?[lost] } == 7)
     }
 
@@ -219,7 +219,7 @@ import Testing
         let reconciler = Reconciler(
             devices: devices, registry: registry, liveness: liveness, keys: keys, leadership: leadership, interval: .seconds(300),
             metrics: MonitorMetrics(), logger: Self.logger)
-        #expect(try await reconciler.reconcile(leadership.grant(.init(connection: nil, backendPID: 0))) == 0)
+        #expect(try await reconciler.reconcile(leadership.grant(.init(backendPID: 0))) == 0)
         #expect(liveness.state.withLock { $0.online[0]?[lost] } == nil)
     }
 

@@ -32,7 +32,7 @@ final class InMemoryLeaderLock: LeaderLock {
             if holder == nil { holder = session }
             return holder == session
         }
-        return taken ? Leadership.Session(connection: nil, backendPID: session) : nil
+        return taken ? Leadership.Session(backendPID: session) : nil
     }
 
     func verify() async throws {

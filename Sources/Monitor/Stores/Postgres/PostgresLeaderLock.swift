@@ -25,7 +25,7 @@ actor PostgresLeaderLock: LeaderLock {
         // instance writes anything; every later one fails its check (the lock is ours now)
         try await session.query("SELECT pg_advisory_xact_lock(\(Self.writeFenceKey))")
         let pid = try await session.query("SELECT pg_backend_pid()").first(Int.self) ?? 0
-        return Leadership.Session(connection: session, backendPID: pid)
+        return Leadership.Session(backendPID: pid)
     }
 
     func verify() async throws {
