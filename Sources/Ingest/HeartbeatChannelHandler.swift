@@ -8,18 +8,20 @@ import NIOHTTPTypes
 import ServerSupport
 
 /// Serves `POST /api/v1/devices/{id}/heartbeat` on the connection's event loop, below Hummingbird's
-/// router; every other request passes through to Hummingbird untouched.
+/// router, on connections ``HeartbeatWireHandler`` handed over to the HTTP/1 pipeline (a client
+/// that also sent another route, or a form of the request the wire handler leaves alone); every
+/// other request passes through to Hummingbird untouched.
 ///
 /// Why: through the router, a heartbeat costs a Swift task hop per request part and per response
 /// write (NIO's async channel, the request-body stream), the router's trie and the middleware
 /// chain: most of the gateway's CPU per heartbeat (see `docs/performance.md`). Here the request
-/// parts arrive as NIO reads, the store call completes on the Redis connection's thread and hops
-/// back to this loop once, and the response is three writes and a flush.
+/// parts arrive as NIO reads, the store call completes on the event loop, and the response is
+/// three writes and a flush.
 ///
-/// The exchange is the route's: the same ``HeartbeatController`` steps in the same order, the same
-/// statuses, bodies, headers (`Date` and `Server` as Hummingbird sets them) and metrics. Requests
-/// answered here and requests passed on are answered in the order they came (HTTP pipelining):
-/// while one is being answered, the parts of the next wait here and reads pause.
+/// The exchange is the route's: the same ``HeartbeatController`` steps in the same order, and
+/// ``HeartbeatAnswer``'s statuses, bodies, headers and metrics. Requests answered here and requests
+/// passed on are answered in the order they came (HTTP pipelining): while one is being answered,
+/// the parts of the next wait here and reads pause.
 ///
 /// Sits after Hummingbird's `HTTPConnectionStateHandler`, which so sees these requests too (idle
 /// timeout, close after the response at graceful shutdown).
@@ -29,12 +31,30 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// What every connection's handler shares.
+    /// What every connection's handler shares (``HeartbeatWireHandler``'s too).
     struct Route: Sendable {
         let controller: HeartbeatController<BasicRequestContext>
         let requestMetrics: RequestMetricsMiddleware<BasicRequestContext>
         let serverName: String
         let logger: Logger
+        /// `http_requests_total` for a `200`, the common answer, looked up once.
+        let okCounter: Counter
+
+        init(
+            controller: HeartbeatController<BasicRequestContext>, requestMetrics: RequestMetricsMiddleware<BasicRequestContext>,
+            serverName: String, logger: Logger
+        ) {
+            self.controller = controller
+            self.requestMetrics = requestMetrics
+            self.serverName = serverName
+            self.logger = logger
+            self.okCounter = requestMetrics.counter(route: HeartbeatController<BasicRequestContext>.route, method: .post, status: 200)
+        }
+
+        /// `http_requests_total` for the route and `status`.
+        func counter(status: HTTPResponse.Status) -> Counter {
+            requestMetrics.counter(route: HeartbeatController<BasicRequestContext>.route, method: .post, status: status.code)
+        }
     }
 
     /// The request being answered.
@@ -64,7 +84,6 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// heartbeat being answered is written.
     private var closePending: (mode: CloseMode, promise: EventLoopPromise<Void>?)?
     private var context: ChannelHandlerContext?
-    private var okCounter: Counter?
 
     init(route: Route) {
         self.route = route
@@ -170,65 +189,38 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
         update { $0.answered = true }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         route.controller.store.record(heartbeat, tokenHash: DeviceToken.hash(checked.token), on: context.eventLoop) { result in
-            handler.value.recorded(result.mapError { StoreFailure(description: "\($0)") }, heartbeat: heartbeat)
+            handler.value.recorded(result.mapError { HeartbeatAnswer.StoreFailure(description: "\($0)") }, heartbeat: heartbeat)
         }
     }
 
-    /// A store error as text: what crosses back to the event loop (an `any Error` is not `Sendable`).
-    private struct StoreFailure: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    private func recorded(_ result: Result<HeartbeatOutcome, StoreFailure>, heartbeat: HeartbeatPayload) {
+    private func recorded(_ result: Result<HeartbeatOutcome, HeartbeatAnswer.StoreFailure>, heartbeat: HeartbeatPayload) {
         guard let context, case .heartbeat = exchange else { return }
-        do throws(APIError) {
-            let outcome: HeartbeatOutcome
-            switch result {
-            case .success(let value): outcome = value
-            case .failure(let error): throw route.controller.storeFailed(error, device: heartbeat.deviceID, logger: route.logger)
-            }
-            let body = try HeartbeatController<BasicRequestContext>.reply(to: outcome, of: heartbeat)
-            write(status: .ok, headers: [.contentType: "application/json"], body: body, outcome: "ok", context: context)
-        } catch {
-            answer(error, context: context)
-        }
+        write(HeartbeatAnswer(result, of: heartbeat, route: route), context: context)
     }
 
     // MARK: Answering
 
     private func answer(_ error: APIError, context: ChannelHandlerContext) {
-        write(status: error.status, headers: error.headers, body: ByteBuffer(string: error.body), outcome: error.code, context: context)
+        write(HeartbeatAnswer(error), context: context)
     }
 
-    /// Writes the response as Hummingbird would (`Content-Length`, `Date`, `Server` after the route's
-    /// own headers), counts it, and moves on to what waits.
-    private func write(status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer, outcome: String, context: ChannelHandlerContext) {
+    /// Writes the response as Hummingbird would (``HeartbeatAnswer/fields(serverName:)``), counts
+    /// it, and moves on to what waits.
+    private func write(_ answer: HeartbeatAnswer, context: ChannelHandlerContext) {
         guard case .heartbeat(let heartbeat) = exchange else { return }
-        var fields = headers
-        fields[.contentLength] = String(body.readableBytes)
-        fields[.date] = HTTPDate.now
-        fields[.server] = route.serverName
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let head = HTTPResponse(status: answer.status, headerFields: answer.fields(serverName: route.serverName))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
         context.flush()
 
-        route.controller.metrics.outcome(outcome)
-        route.controller.metrics.heartbeatDuration.recordInterval(since: heartbeat.started)
-        route.requestMetrics.finished(counter(status: status))
+        answer.count(since: heartbeat.started, route: route)
         update {
             $0.answered = true
             $0.responseEnded = true
             $0.body = nil
         }
         finishIfDone(context: context)
-    }
-
-    private func counter(status: HTTPResponse.Status) -> Counter {
-        if status == .ok, let okCounter { return okCounter }
-        let counter = route.requestMetrics.counter(route: HeartbeatController<BasicRequestContext>.route, method: .post, status: status.code)
-        if status == .ok { okCounter = counter }
-        return counter
     }
 
     private func update(_ change: (inout Heartbeat) -> Void) {

@@ -5,8 +5,9 @@ import Testing
 
 @testable import Ingest
 
-/// Heartbeats answered on the event loop (``HeartbeatChannelHandler``) against the router's route,
-/// on a real Redis and real sockets: the same bytes, responses in request order, and the
+/// Heartbeats answered on the event loop (``HeartbeatWireHandler``, and ``HeartbeatChannelHandler``
+/// once a connection is handed to the HTTP/1 pipeline) against the router's route, on a real Redis
+/// and real sockets: the same bytes, responses in request order across the hand-over, and the
 /// connection rules (idle timeout, half-close) kept.
 @Suite struct EventLoopHeartbeatTests {
     static func request(_ id: String, token: String?, body: String, extra: String = "") -> String {

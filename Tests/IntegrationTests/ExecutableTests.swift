@@ -78,6 +78,29 @@ import Testing
         await redis.stop()
     }
 
+    /// A player's keep-alive connection is answered below the HTTP/1 pipeline (``HeartbeatWireHandler``):
+    /// at SIGTERM it is closed too, and the gateway stops.
+    @Test func aSIGTERMClosesHeartbeatConnectionsAndTheGatewayStops() async throws {
+        let redis = try await RedisServer.start()
+        let port = freePort()
+        let child = try ChildProcess.spawn(
+            try Self.binary("heartbeat-ingest"), [],
+            environment: Self.environment(["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url]))
+        try await Self.waitUntilReady(port: port)
+        let id = DeviceID.random()
+        let (answer, code, closed) = await offPool { () -> (String?, Int32?, Bool) in
+            guard let connection = RawHTTPConnection(port: port) else { return (nil, nil, false) }
+            connection.send(EventLoopHeartbeatTests.request(id.string, token: "t0ken", body: EventLoopHeartbeatTests.body(id)))
+            let answer = connection.responses(1).first
+            let code = child.terminate(timeout: .seconds(5))
+            return (answer, code, connection.isClosedByPeer(within: .seconds(1)))
+        }
+        #expect(answer?.hasPrefix("HTTP/1.1 ") == true, "\(answer ?? "no answer")")
+        #expect(code == 0)
+        #expect(closed)
+        await redis.stop()
+    }
+
     @Test func aGatewayWithAnotherBucketCountThanTheDeploymentRefusesToStart() async throws {
         let redis = try await RedisServer.start()
         let client = redis.client()

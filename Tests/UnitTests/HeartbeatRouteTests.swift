@@ -14,7 +14,7 @@ import Testing
 
 /// The heartbeat route over the in-memory store: every status the API promises, without Redis.
 /// Each test runs twice: through Hummingbird's router, and on a live socket where
-/// ``HeartbeatChannelHandler`` answers heartbeats on the event loop; both must answer the same.
+/// ``HeartbeatWireHandler`` answers heartbeats on the event loop; both must answer the same.
 @Suite struct HeartbeatRouteTests {
     /// Who answers the heartbeat.
     enum Path: String, CaseIterable, CustomTestStringConvertible {
