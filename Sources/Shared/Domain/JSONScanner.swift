@@ -57,14 +57,19 @@ struct JSONScanner {
     mutating func readString() throws(Malformed) -> String {
         try expect(UInt8(ascii: "\""))
         let start = index
+        var highBits: UInt8 = 0
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+                // ASCII is valid UTF-8 as it is; `String(validating:as:)` is generic and not
+                // specialized here (~1.5% of the gateway's samples went to its metadata lookups)
+                let text = highBits < 0x80 ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self)
                 index += 1
                 guard let text else { throw Malformed() }
                 return text
             }
+            highBits |= byte
             if byte == UInt8(ascii: "\\") { return try readEscapedString(from: start) }
             guard byte >= 0x20 else { throw Malformed() }
             index += 1
