@@ -34,7 +34,7 @@ struct HeartbeatAnswer {
             case .failure(let error): throw route.controller.storeFailed(error, device: heartbeat.deviceID, logger: route.logger)
             }
             let body = try HeartbeatController<BasicRequestContext>.reply(to: outcome, of: heartbeat)
-            self.init(status: .ok, headers: [.contentType: "application/json"], body: body, outcome: "ok")
+            self.init(status: .ok, headers: Self.okHeaders, body: body, outcome: "ok")
         } catch {
             self.init(error)
         }
@@ -56,26 +56,34 @@ struct HeartbeatAnswer {
     }
 
     /// The whole response in HTTP/1.1 wire form, byte for byte what NIO's `HTTPResponseEncoder`
-    /// writes for the same head and body.
+    /// writes for ``fields(serverName:)`` and the body (without building those fields: ~1.8% of the
+    /// gateway's samples went to them).
     func http1(serverName: String) -> ByteBuffer {
-        let fields = fields(serverName: serverName)
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(160 + body.readableBytes + fields.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count })
+        buffer.reserveCapacity(192 + body.readableBytes)
         buffer.writeStaticString("HTTP/1.1 ")
         buffer.writeString(String(status.code))
         buffer.writeStaticString(" ")
         buffer.writeString(status.reasonPhrase)
         buffer.writeStaticString("\r\n")
-        for field in fields {
-            buffer.writeString(field.name.rawName)
-            buffer.writeStaticString(": ")
-            buffer.writeString(field.value)
-            buffer.writeStaticString("\r\n")
-        }
+        for field in headers { Self.write(field.name, field.value, to: &buffer) }
+        Self.write(.contentLength, String(body.readableBytes), to: &buffer)
+        Self.write(.date, HTTPDate.now, to: &buffer)
+        Self.write(.server, serverName, to: &buffer)
         buffer.writeStaticString("\r\n")
         buffer.writeImmutableBuffer(body)
         return buffer
     }
+
+    private static func write(_ name: HTTPField.Name, _ value: String, to buffer: inout ByteBuffer) {
+        buffer.writeString(name.rawName)
+        buffer.writeStaticString(": ")
+        buffer.writeString(value)
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// The headers of a recorded heartbeat's `200`.
+    private static let okHeaders: HTTPFields = [.contentType: "application/json"]
 
     /// Counts the answer: its outcome, the handler's duration since `started`, the request metrics.
     func count(since started: ContinuousClock.Instant, route: HeartbeatChannelHandler.Route) {

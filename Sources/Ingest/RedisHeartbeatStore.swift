@@ -10,8 +10,7 @@ struct RedisHeartbeatStore: HeartbeatStore {
     let historyStreamCap: Int
 
     func record(_ heartbeat: HeartbeatPayload, tokenHash: String) async throws -> HeartbeatOutcome {
-        let (keys, arguments) = scriptCall(heartbeat, tokenHash: tokenHash)
-        return try Self.outcome(of: try await redis.run(HeartbeatScript.script, keys: keys, arguments: arguments))
+        try Self.outcome(of: try await redis.run(scriptCall(heartbeat, tokenHash: tokenHash)))
     }
 
     /// The same script call over the event loop's own Redis connection, its reply decoded on the loop.
@@ -19,28 +18,30 @@ struct RedisHeartbeatStore: HeartbeatStore {
         _ heartbeat: HeartbeatPayload, tokenHash: String, on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<HeartbeatOutcome, any Error>) -> Void
     ) {
-        let (keys, arguments) = scriptCall(heartbeat, tokenHash: tokenHash)
-        redis.run(HeartbeatScript.script, keys: keys, arguments: arguments, on: eventLoop) { reply in
+        redis.run(scriptCall(heartbeat, tokenHash: tokenHash), on: eventLoop) { reply in
             completion(reply.flatMap { reply in Result { try Self.outcome(of: reply) } })
         }
     }
 
-    /// ``HeartbeatScript``'s keys and arguments for one heartbeat.
-    private func scriptCall(_ heartbeat: HeartbeatPayload, tokenHash: String) -> (keys: [String], arguments: [String]) {
+    /// ``HeartbeatScript``'s call for one heartbeat, its keys and arguments written straight to RESP.
+    private func scriptCall(_ heartbeat: HeartbeatPayload, tokenHash: String) -> RedisScriptCall {
         let id = heartbeat.deviceID
         let bucket = keys.bucket(of: id)
-        return (
-            [
-                keys.online(bucket: bucket), keys.device(id), keys.commands(id),
-                keys.transitions(bucket: bucket), keys.history(bucket: bucket),
-                keys.registryMarker(bucket: bucket), keys.commandLog(id),
-            ],
-            [
-                id.string, tokenHash, heartbeat.storedForm,
-                String(Int64(minimumInterval / .milliseconds(1))), String(historyStreamCap),
-                heartbeat.ackedCommands.joined(separator: " "),
-            ]
-        )
+        var call = RedisScriptCall(HeartbeatScript.script, keys: 7, arguments: 6, capacity: 512)
+        call.appendKey(keys.online(bucket: bucket))
+        call.appendKey(keys.device(id))
+        call.appendKey(keys.commands(id))
+        call.appendKey(keys.transitions(bucket: bucket))
+        call.appendKey(keys.history(bucket: bucket))
+        call.appendKey(keys.registryMarker(bucket: bucket))
+        call.appendKey(keys.commandLog(id))
+        call.append(id.string)
+        call.append(tokenHash)
+        call.append(heartbeat.storedForm)
+        call.append(String(Int64(minimumInterval / .milliseconds(1))))
+        call.append(String(historyStreamCap))
+        call.append(heartbeat.ackedCommands.joined(separator: " "))
+        return call
     }
 
     func checkReachable() async throws {

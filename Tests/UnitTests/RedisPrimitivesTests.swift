@@ -23,6 +23,22 @@ import Testing
         #expect(RedisEndpoint(url: url) == nil)
     }
 
+    @Test func aScriptCallIsTheEVALSHAAndTheEVALOfItsKeysAndArguments() {
+        let script = RedisScript(name: "t", source: "return KEYS[1]")
+        var call = RedisScriptCall(script, keys: 2, arguments: 1, capacity: 8)
+        #expect(!call.isComplete)
+        call.appendKey("hb:{3}:a")
+        call.appendKey("hb:{3}:b")
+        call.append("välue")
+        #expect(call.isComplete)
+        #expect(call.routingKey == "hb:{3}:a")
+        #expect(call.evalsha == RedisCommandEncoder.encode(["EVALSHA", script.sha1, "2", "hb:{3}:a", "hb:{3}:b", "välue"]))
+        #expect(call.eval == RedisCommandEncoder.encode(["EVAL", script.source, "2", "hb:{3}:a", "hb:{3}:b", "välue"]))
+        let arrays = RedisScriptCall(script, keys: ["hb:{3}:a", "hb:{3}:b"], arguments: ["välue"])
+        #expect(arrays.evalsha == call.evalsha)
+        #expect(RedisScriptCall(script, keys: [], arguments: ["x"]).routingKey == nil)
+    }
+
     @Test func scriptSHA1MatchesRedis() {
         // SHA-1 of "return 1", as Redis's SCRIPT LOAD reports it.
         #expect(RedisScript(name: "t", source: "return 1").sha1 == "e0e1f9fabfc9d4800c877a703b823ac0578ff8db")

@@ -6,9 +6,14 @@ extension RedisClient {
     /// Runs `script` with one round trip in the common case (two after Redis lost its script cache).
     /// - Throws: ``RedisError/server(_:)`` when the script fails.
     public func run(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
-        let command = Self.evalsha(script, keys: keys, arguments: arguments)
-        var reply = try await send(command)
-        if let withSource = reloading(script, command, after: reply) { reply = try await send(withSource) }
+        try await run(RedisScriptCall(script, keys: keys, arguments: arguments))
+    }
+
+    /// ``run(_:keys:arguments:)`` of a call written straight to RESP (see ``RedisScriptCall``).
+    public func run(_ call: RedisScriptCall) async throws -> RedisValue {
+        precondition(call.isComplete, "\(call.script.name): keys or arguments missing or extra")
+        var reply = try await send(encoded: call.evalsha, key: call.routingKey)
+        if lostScript(call, reply: reply) { reply = try await send(encoded: call.eval, key: call.routingKey) }
         return try Self.failingOnErrorReply(.success(reply)).get()
     }
 
@@ -18,7 +23,9 @@ extension RedisClient {
         _ script: RedisScript, keys: [String], arguments: [String],
         completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        run(script, keys: keys, arguments: arguments, via: { [self] in send($0, completion: $1) }, completion: completion)
+        run(
+            RedisScriptCall(script, keys: keys, arguments: arguments), via: { [self] in send(encoded: $0, key: $1, completion: $2) },
+            completion: completion)
     }
 
     /// ``run(_:keys:arguments:)`` from an event loop, with the reply handed to `completion` on that
@@ -27,40 +34,37 @@ extension RedisClient {
         _ script: RedisScript, keys: [String], arguments: [String], on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        run(script, keys: keys, arguments: arguments, via: { [self] in send($0, on: eventLoop, completion: $1) }, completion: completion)
+        run(RedisScriptCall(script, keys: keys, arguments: arguments), on: eventLoop, completion: completion)
+    }
+
+    /// A call written straight to RESP (see ``RedisScriptCall``), from an event loop, with the reply
+    /// handed to `completion` on that loop; an error reply arrives as ``RedisError/server(_:)``.
+    public func run(
+        _ call: RedisScriptCall, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        run(call, via: { [self] in send(encoded: $0, key: $1, on: eventLoop, completion: $2) }, completion: completion)
     }
 
     private func run(
-        _ script: RedisScript, keys: [String], arguments: [String],
-        via send: @escaping @Sendable ([String], @escaping @Sendable (Result<RedisValue, any Error>) -> Void) -> Void,
+        _ call: RedisScriptCall,
+        via send: @escaping @Sendable ([UInt8], String?, @escaping @Sendable (Result<RedisValue, any Error>) -> Void) -> Void,
         completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        let command = Self.evalsha(script, keys: keys, arguments: arguments)
-        send(command) { [self] result in
-            if case .success(let reply) = result, let withSource = reloading(script, command, after: reply) {
-                send(withSource) { completion(Self.failingOnErrorReply($0)) }
+        precondition(call.isComplete, "\(call.script.name): keys or arguments missing or extra")
+        send(call.evalsha, call.routingKey) { [self] result in
+            if case .success(let reply) = result, lostScript(call, reply: reply) {
+                send(call.eval, call.routingKey) { completion(Self.failingOnErrorReply($0)) }
                 return
             }
             completion(Self.failingOnErrorReply(result))
         }
     }
 
-    private static func evalsha(_ script: RedisScript, keys: [String], arguments: [String]) -> [String] {
-        var command = ["EVALSHA", script.sha1, String(keys.count)]
-        command.reserveCapacity(3 + keys.count + arguments.count)
-        command += keys
-        command += arguments
-        return command
-    }
-
-    /// After a `NOSCRIPT` reply (Redis lost its script cache): the same call with the script's source.
-    private func reloading(_ script: RedisScript, _ command: [String], after reply: RedisValue) -> [String]? {
-        guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return nil }
-        logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(script.name)"])
-        var withSource = command
-        withSource[0] = "EVAL"
-        withSource[1] = script.source
-        return withSource
+    /// Whether `reply` is `NOSCRIPT` (Redis lost its script cache: the call goes again as ``RedisScriptCall/eval``).
+    private func lostScript(_ call: RedisScriptCall, reply: RedisValue) -> Bool {
+        guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return false }
+        logger.info("Redis lost its script cache; reloading", metadata: ["script": "\(call.script.name)"])
+        return true
     }
 
     private static func failingOnErrorReply(_ result: Result<RedisValue, any Error>) -> Result<RedisValue, any Error> {

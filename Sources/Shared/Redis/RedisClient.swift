@@ -70,11 +70,7 @@ public final class RedisClient: Sendable {
     /// Sends one command and returns its reply. An error reply is returned as ``RedisValue/error(_:)``,
     /// not thrown; transport failures throw ``RedisError``.
     public func send(_ arguments: [String]) async throws -> RedisValue {
-        if let cluster {
-            return try await cluster.send(RedisCommandEncoder.encode(arguments), key: RedisCommandKey.of(arguments))
-        }
-        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        return try await pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments))
+        try await send(encoded: RedisCommandEncoder.encode(arguments), key: routingKey(of: arguments))
     }
 
     /// Sends one command; `completion` gets the reply (error replies as ``RedisValue/error(_:)``) on
@@ -82,12 +78,7 @@ public final class RedisClient: Sendable {
     /// themselves: no Swift task per command (in cluster mode, none unless the command is
     /// redirected: see ``RedisClusterRouter/send(_:key:completion:)``).
     public func send(_ arguments: [String], completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
-        if let cluster {
-            cluster.send(RedisCommandEncoder.encode(arguments), key: RedisCommandKey.of(arguments), completion: completion)
-            return
-        }
-        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        pipelines[index % pipelines.count].send(RedisCommandEncoder.encode(arguments), completion: completion)
+        send(encoded: RedisCommandEncoder.encode(arguments), key: routingKey(of: arguments), completion: completion)
     }
 
     /// Sends one command from an event loop; `completion` runs on that loop. The command goes over
@@ -96,9 +87,38 @@ public final class RedisClient: Sendable {
     public func send(
         _ arguments: [String], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        let command = RedisCommandEncoder.encode(arguments)
+        send(
+            encoded: RedisCommandEncoder.encode(arguments), key: routingKey(of: arguments), on: eventLoop,
+            completion: completion)
+    }
+
+    // MARK: Encoded commands (`key`: the one that decides the slot in cluster mode)
+
+    private func routingKey(of arguments: [String]) -> String? {
+        cluster == nil ? nil : RedisCommandKey.of(arguments)
+    }
+
+    func send(encoded command: [UInt8], key: String?) async throws -> RedisValue {
+        if let cluster { return try await cluster.send(command, key: key) }
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return try await pipelines[index % pipelines.count].send(command)
+    }
+
+    func send(encoded command: [UInt8], key: String?, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void) {
         if let cluster {
-            cluster.send(command, key: RedisCommandKey.of(arguments), on: eventLoop, completion: completion)
+            cluster.send(command, key: key, completion: completion)
+            return
+        }
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        pipelines[index % pipelines.count].send(command, completion: completion)
+    }
+
+    func send(
+        encoded command: [UInt8], key: String?, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
+    ) {
+        if let cluster {
+            cluster.send(command, key: key, on: eventLoop, completion: completion)
             return
         }
         guard let connection = loopConnections.connection(to: endpoint, on: eventLoop) else {

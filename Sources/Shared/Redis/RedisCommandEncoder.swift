@@ -8,20 +8,28 @@ public enum RedisCommandEncoder {
         for argument in arguments { size += argument.utf8.count + 16 }
         var out = [UInt8]()
         out.reserveCapacity(size)
+        appendArrayHeader(count: arguments.count, to: &out)
+        for argument in arguments { appendBulk(argument, to: &out) }
+        return out
+    }
+
+    /// `*<count>\r\n`: an array of `count` arguments follows.
+    static func appendArrayHeader(count: Int, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "*"))
-        appendDecimal(arguments.count, to: &out)
+        appendDecimal(count, to: &out)
         out.append(13)
         out.append(10)
-        for argument in arguments {
-            out.append(UInt8(ascii: "$"))
-            appendDecimal(argument.utf8.count, to: &out)
-            out.append(13)
-            out.append(10)
-            out.append(contentsOf: argument.utf8)
-            out.append(13)
-            out.append(10)
-        }
-        return out
+    }
+
+    /// `$<len>\r\n<argument>\r\n`.
+    static func appendBulk(_ argument: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "$"))
+        appendDecimal(argument.utf8.count, to: &out)
+        out.append(13)
+        out.append(10)
+        out.append(contentsOf: argument.utf8)
+        out.append(13)
+        out.append(10)
     }
 
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
