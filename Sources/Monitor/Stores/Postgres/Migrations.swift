@@ -381,6 +381,26 @@ public enum Migrations {
                 ALTER FUNCTION apply_transitions_in_order(int, text[], uuid[], text[], bigint[], bigint[], text[], double precision)
                     SET jit = off;
                 """#),
+        Migration(
+            version: 9, name: "record_last_heartbeats: the write-behind by primary key, whatever the fleet's size",
+            sql: #"""
+                -- The history writer's write-behind of `last_heartbeat`, once per batch. As one statement
+                -- with the batch's ids as an array literal, PostgreSQL planned it afresh each time (0.6–1.2
+                -- ms) and, on a fleet of 10,000, chose two sequential scans of `devices` with hash joins:
+                -- 3.4–3.6 ms per batch of 265 rows, growing with the fleet rather than the batch. Here the
+                -- plan is cached, and it reaches each row by primary key (1.3 ms, measured on the same
+                -- batch); for the batch sizes the writer uses, that is never the slower way.
+                CREATE FUNCTION record_last_heartbeats(p_ids uuid[], p_ms bigint[]) RETURNS void LANGUAGE plpgsql
+                    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+                BEGIN
+                    -- rows a transition is being applied to are skipped (SKIP LOCKED): the next batch or the
+                    -- transition itself brings them up to date
+                    UPDATE devices d SET last_heartbeat = to_timestamp(v.ms / 1000.0)
+                    FROM (SELECT l.id, u.ms FROM unnest(p_ids, p_ms) AS u(id, ms) JOIN devices l ON l.id = u.id
+                          FOR UPDATE OF l SKIP LOCKED) v
+                    WHERE d.id = v.id AND (d.last_heartbeat IS NULL OR d.last_heartbeat < to_timestamp(v.ms / 1000.0));
+                END $$;
+                """#),
     ]
 
     /// Applies every migration not yet applied, under an advisory lock so concurrent starts never race.

@@ -23,16 +23,11 @@ struct PostgresHistoryStore: HistoryStore {
     }
 
     func recordLastHeartbeats(_ newest: [DeviceID: Int64]) async throws {
-        // `$1` used twice, one bind (interpolation makes a bind per use): a second bind of the batch's
-        // 5,000 UUIDs, or a CTE over one, cost the writer 10% (monitor_bench, back to back)
+        // by primary key, with a cached plan (migration 9)
         try await db.query(
             PostgresQuery(
-                unsafeSQL: """
-                    UPDATE devices d SET last_heartbeat = to_timestamp(v.ms / 1000.0)
-                    FROM unnest($1::uuid[], $2::bigint[]) AS v(id, ms)
-                    WHERE d.id = v.id AND d.id IN (SELECT id FROM devices WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED)
-                      AND (d.last_heartbeat IS NULL OR d.last_heartbeat < to_timestamp(v.ms / 1000.0))
-                    """, binds: [Array(newest.keys).postgresText, Array(newest.values).postgresText]))
+                unsafeSQL: "SELECT record_last_heartbeats($1::uuid[], $2::bigint[])",
+                binds: [Array(newest.keys).postgresText, Array(newest.values).postgresText]))
     }
 
     func maintainPartitions(retentionDays: Int) async throws -> Int {
