@@ -27,6 +27,10 @@ struct HistoryBatch {
         for entry in entries { append(entry) }
     }
 
+    private static func raise(_ value: inout Int64, to newer: Int64) {
+        if value < newer { value = newer }
+    }
+
     private mutating func append(_ entry: StreamEntry) {
         guard let device = entry.fields[KeySchema.HistoryField.device].flatMap({ DeviceID($0) }),
             let at = entry.fields[KeySchema.HistoryField.receivedAt].flatMap({ Int64($0) }),
@@ -53,6 +57,6 @@ struct HistoryBatch {
         data.append(contentsOf: entry.id.utf8)
         data.append(UInt8(ascii: "\n"))
         receivedAt.append(at)
-        if newestPerDevice[device].map({ $0 < at }) ?? true { newestPerDevice[device] = at }
+        Self.raise(&newestPerDevice[device, default: at], to: at)  // one lookup
     }
 }

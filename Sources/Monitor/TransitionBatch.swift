@@ -14,7 +14,7 @@ struct TransitionBatch: Sendable, Equatable {
 
     init(entries: [StreamEntry]) {
         for entry in entries {
-            guard let transition = StatusTransition(fields: entry.fields), entry.id.contains("-") else {
+            guard let transition = StatusTransition(field: { entry.fields[$0] }), entry.id.contains("-") else {
                 malformed.append(entry.id)
                 continue
             }

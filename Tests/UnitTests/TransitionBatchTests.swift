@@ -10,7 +10,7 @@ import Testing
 @Suite struct TransitionBatchTests {
     let id = DeviceID.random()
 
-    func entry(_ streamID: String, _ fields: [String: String]) -> StreamEntry { StreamEntry(id: streamID, fields: fields) }
+    func entry(_ streamID: String, _ fields: StreamFields) -> StreamEntry { StreamEntry(id: streamID, fields: fields) }
 
     @Test func buildsTheApplyParametersInStreamOrder() {
         let batch = TransitionBatch(entries: [
@@ -27,6 +27,7 @@ import Testing
         #expect(query.binds == ["{1700000000000-0,1700000002500-3}", "2.5"])
         // elements that need it are quoted and escaped; NULL and empty strings too
         #expect(["a b", "NULL", "", #"q"\"#, "x,y", "plain"].postgresText == #"{"a b","NULL","","q\"\\","x,y",plain}"#)
+        #expect(["null", "Null", "nullx", "nul"].postgresText == #"{"null","Null",nullx,nul}"#)
     }
 
     @Test func setsAsideMalformedEntries() {

@@ -32,10 +32,15 @@ public struct StatusTransition: Sendable, Hashable {
 
     /// Rebuilds a transition from a stream entry's field/value pairs; `nil` when a field is missing or malformed.
     public init?(fields: [String: String]) {
-        guard let device = fields[Field.device].flatMap({ DeviceID($0) }),
-            let kind = fields[Field.kind].flatMap(Kind.init(rawValue:)),
-            let at = fields[Field.at].flatMap(Int64.init),
-            let last = fields[Field.lastHeartbeat].flatMap(Int64.init)
+        self.init { fields[$0] }
+    }
+
+    /// Rebuilds a transition from a stream entry's fields, looked up by name with `field`.
+    public init?(field: (String) -> String?) {
+        guard let device = field(Field.device).flatMap({ DeviceID($0) }),
+            let kind = field(Field.kind).flatMap(Kind.init(rawValue:)),
+            let at = field(Field.at).flatMap(Int64.init),
+            let last = field(Field.lastHeartbeat).flatMap(Int64.init)
         else { return nil }
         self.init(
             deviceID: device, kind: kind, at: .init(millisecondsSinceEpoch: at),

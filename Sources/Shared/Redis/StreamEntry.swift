@@ -1,9 +1,9 @@
 /// One Redis stream entry: its id (`<ms>-<seq>`) and fields.
 public struct StreamEntry: Sendable, Equatable {
     public var id: String
-    public var fields: [String: String]
+    public var fields: StreamFields
 
-    public init(id: String, fields: [String: String]) {
+    public init(id: String, fields: StreamFields) {
         self.id = id
         self.fields = fields
     }
@@ -13,14 +13,7 @@ public struct StreamEntry: Sendable, Equatable {
         guard let items = value?.array else { return [] }
         return items.compactMap { item in
             guard let pair = item.array, pair.count == 2, let id = pair[0].string else { return nil }
-            let flat = pair[1].array?.compactMap(\.string) ?? []
-            var fields: [String: String] = [:]
-            var i = 0
-            while i + 1 < flat.count {
-                fields[flat[i]] = flat[i + 1]
-                i += 2
-            }
-            return StreamEntry(id: id, fields: fields)
+            return StreamEntry(id: id, fields: StreamFields(flat: pair[1].array ?? []))
         }
     }
 }
