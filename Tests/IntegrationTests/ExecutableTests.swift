@@ -65,6 +65,8 @@ import Testing
         #expect(code == 2)
     }
 
+    /// A player's keep-alive connection, answered below the HTTP/1 pipeline (``HeartbeatWireHandler``),
+    /// is closed at SIGTERM too, and the gateway stops.
     @Test func theGatewayStopsCleanlyOnSIGTERM() async throws {
         let redis = try await RedisServer.start()
         let port = freePort()
@@ -73,20 +75,6 @@ import Testing
             environment: Self.environment(["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url]))
         try await Self.waitUntilReady(port: port)
         #expect(await Self.httpGet(port: port, path: "/healthz")?.contains(#"{"status":"ok"}"#) == true)
-        let code = await offPool { child.terminate() }
-        #expect(code == 0)
-        await redis.stop()
-    }
-
-    /// A player's keep-alive connection is answered below the HTTP/1 pipeline (``HeartbeatWireHandler``):
-    /// at SIGTERM it is closed too, and the gateway stops.
-    @Test func aSIGTERMClosesHeartbeatConnectionsAndTheGatewayStops() async throws {
-        let redis = try await RedisServer.start()
-        let port = freePort()
-        let child = try ChildProcess.spawn(
-            try Self.binary("heartbeat-ingest"), [],
-            environment: Self.environment(["HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "REDIS_URL": redis.url]))
-        try await Self.waitUntilReady(port: port)
         let id = DeviceID.random()
         let (answer, code, closed) = await offPool { () -> (String?, Int32?, Bool) in
             guard let connection = RawHTTPConnection(port: port) else { return (nil, nil, false) }
