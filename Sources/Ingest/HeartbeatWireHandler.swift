@@ -35,7 +35,7 @@ final class HeartbeatWireHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var inFlight: ContinuousClock.Instant?
     private var readPending = false
     private var inputClosed = false
-    /// Graceful shutdown: close once the heartbeat in flight is answered.
+    /// Graceful shutdown: close once the request being read or answered is answered.
     private var closeWhenAnswered = false
     private var closing = false
     private var lastActive = NIODeadline.now()
@@ -87,7 +87,9 @@ final class HeartbeatWireHandler: ChannelDuplexHandler, RemovableChannelHandler 
             inputClosed = true
             answerUnread(context: context)
         case is ChannelShouldQuiesceEvent:
-            if inFlight == nil {
+            // as Hummingbird's connection state handler: a request being read or answered is
+            // answered first
+            if inFlight == nil, (unread?.readableBytes ?? 0) == 0 {
                 close(context: context)
             } else {
                 closeWhenAnswered = true
@@ -153,17 +155,14 @@ final class HeartbeatWireHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard let context, let started = inFlight else { return }
         inFlight = nil
         write(HeartbeatAnswer(result, of: heartbeat, route: route), started: started, context: context)
-        if closeWhenAnswered {
-            close(context: context)
-        } else {
-            answerUnread(context: context)
-        }
+        answerUnread(context: context)
     }
 
     private func write(_ answer: HeartbeatAnswer, started: ContinuousClock.Instant, context: ChannelHandlerContext) {
         context.writeAndFlush(wrapOutboundOut(answer.http1(serverName: route.serverName)), promise: nil)
         answer.count(since: started, route: route)
         lastActive = .now()
+        if closeWhenAnswered { close(context: context) }
     }
 
     // MARK: Hand-over
