@@ -61,11 +61,15 @@ struct HeartbeatAnswer {
     func http1(serverName: String) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(192 + body.readableBytes)
-        buffer.writeStaticString("HTTP/1.1 ")
-        buffer.writeString(String(status.code))
-        buffer.writeStaticString(" ")
-        buffer.writeString(status.reasonPhrase)
-        buffer.writeStaticString("\r\n")
+        if status == .ok {
+            buffer.writeStaticString("HTTP/1.1 200 OK\r\n")  // nearly every answer
+        } else {
+            buffer.writeStaticString("HTTP/1.1 ")
+            buffer.writeString(String(status.code))
+            buffer.writeStaticString(" ")
+            buffer.writeString(status.reasonPhrase)
+            buffer.writeStaticString("\r\n")
+        }
         for field in headers { Self.write(field.name, field.value, to: &buffer) }
         Self.write(.contentLength, String(body.readableBytes), to: &buffer)
         Self.write(.date, HTTPDate.now, to: &buffer)

@@ -13,10 +13,16 @@ public struct KeySchema: Sendable, Equatable {
 
     /// The bucket a device lives in.
     public func bucket(of device: DeviceID) -> Int {
-        var hash: UInt32 = 2_166_136_261
-        for byte in device.string.utf8 {
-            hash ^= UInt32(byte)
-            hash &*= 16_777_619
+        // over the contiguous bytes: iterating `String.UTF8View` was the largest part of building a
+        // heartbeat's script call (~1% of the gateway's samples)
+        var id = device.string
+        let hash = id.withUTF8 { bytes in
+            var hash: UInt32 = 2_166_136_261
+            for byte in bytes {
+                hash ^= UInt32(byte)
+                hash &*= 16_777_619
+            }
+            return hash
         }
         return Int(hash % UInt32(buckets))
     }
