@@ -26,7 +26,7 @@ struct HeartbeatAnswer {
     }
 
     /// The answer to the store's result for `heartbeat`, as ``HeartbeatController`` answers it.
-    init(_ result: Result<HeartbeatOutcome, StoreFailure>, of heartbeat: HeartbeatPayload, route: HeartbeatChannelHandler.Route) {
+    init(_ result: Result<HeartbeatOutcome, any Error>, of heartbeat: HeartbeatPayload, route: HeartbeatChannelHandler.Route) {
         do throws(APIError) {
             let outcome: HeartbeatOutcome
             switch result {
@@ -38,11 +38,6 @@ struct HeartbeatAnswer {
         } catch {
             self.init(error)
         }
-    }
-
-    /// A store error as text: what crosses back to the event loop (an `any Error` is not `Sendable`).
-    struct StoreFailure: Error, CustomStringConvertible {
-        let description: String
     }
 
     /// The header fields as Hummingbird writes them: the route's own, then `Content-Length`, `Date`

@@ -55,6 +55,17 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
         func counter(status: HTTPResponse.Status) -> Counter {
             requestMetrics.counter(route: HeartbeatController<BasicRequestContext>.route, method: .post, status: status.code)
         }
+
+        /// Records `heartbeat` over the loop's own Redis connection; `answered` runs on the loop
+        /// with the answer to write.
+        func record(
+            _ heartbeat: HeartbeatPayload, token: String, on eventLoop: any EventLoop,
+            answered: @escaping @Sendable (HeartbeatAnswer) -> Void
+        ) {
+            controller.store.record(heartbeat, tokenHash: DeviceToken.hash(token), on: eventLoop) { [self] result in
+                answered(HeartbeatAnswer(result, of: heartbeat, route: self))
+            }
+        }
     }
 
     /// The request being answered.
@@ -188,14 +199,12 @@ final class HeartbeatChannelHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         update { $0.answered = true }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        route.controller.store.record(heartbeat, tokenHash: DeviceToken.hash(checked.token), on: context.eventLoop) { result in
-            handler.value.recorded(result.mapError { HeartbeatAnswer.StoreFailure(description: "\($0)") }, heartbeat: heartbeat)
-        }
+        route.record(heartbeat, token: checked.token, on: context.eventLoop) { handler.value.recorded($0) }
     }
 
-    private func recorded(_ result: Result<HeartbeatOutcome, HeartbeatAnswer.StoreFailure>, heartbeat: HeartbeatPayload) {
+    private func recorded(_ answer: HeartbeatAnswer) {
         guard let context, case .heartbeat = exchange else { return }
-        write(HeartbeatAnswer(result, of: heartbeat, route: route), context: context)
+        write(answer, context: context)
     }
 
     // MARK: Answering

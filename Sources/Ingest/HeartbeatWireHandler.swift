@@ -146,15 +146,13 @@ final class HeartbeatWireHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         inFlight = started
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        route.controller.store.record(heartbeat, tokenHash: DeviceToken.hash(token), on: context.eventLoop) { result in
-            handler.value.recorded(result.mapError { HeartbeatAnswer.StoreFailure(description: "\($0)") }, heartbeat: heartbeat)
-        }
+        route.record(heartbeat, token: token, on: context.eventLoop) { handler.value.recorded($0) }
     }
 
-    private func recorded(_ result: Result<HeartbeatOutcome, HeartbeatAnswer.StoreFailure>, heartbeat: HeartbeatPayload) {
+    private func recorded(_ answer: HeartbeatAnswer) {
         guard let context, let started = inFlight else { return }
         inFlight = nil
-        write(HeartbeatAnswer(result, of: heartbeat, route: route), started: started, context: context)
+        write(answer, started: started, context: context)
         answerUnread(context: context)
     }
 

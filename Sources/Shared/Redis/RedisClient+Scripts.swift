@@ -17,17 +17,6 @@ extension RedisClient {
         return try Self.failingOnErrorReply(.success(reply)).get()
     }
 
-    /// ``run(_:keys:arguments:)`` with the reply handed to `completion` on the connection's thread
-    /// (see ``send(_:completion:)``); an error reply arrives as ``RedisError/server(_:)``.
-    public func run(
-        _ script: RedisScript, keys: [String], arguments: [String],
-        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
-    ) {
-        run(
-            RedisScriptCall(script, keys: keys, arguments: arguments), via: { [self] in send(encoded: $0, key: $1, completion: $2) },
-            completion: completion)
-    }
-
     /// ``run(_:keys:arguments:)`` from an event loop, with the reply handed to `completion` on that
     /// loop (see ``send(_:on:completion:)``); an error reply arrives as ``RedisError/server(_:)``.
     public func run(
@@ -42,18 +31,10 @@ extension RedisClient {
     public func run(
         _ call: RedisScriptCall, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
     ) {
-        run(call, via: { [self] in send(encoded: $0, key: $1, on: eventLoop, completion: $2) }, completion: completion)
-    }
-
-    private func run(
-        _ call: RedisScriptCall,
-        via send: @escaping @Sendable ([UInt8], String?, @escaping @Sendable (Result<RedisValue, any Error>) -> Void) -> Void,
-        completion: @escaping @Sendable (Result<RedisValue, any Error>) -> Void
-    ) {
         precondition(call.isComplete, "\(call.script.name): keys or arguments missing or extra")
-        send(call.evalsha, call.routingKey) { [self] result in
+        send(encoded: call.evalsha, key: call.routingKey, on: eventLoop) { [self] result in
             if case .success(let reply) = result, lostScript(call, reply: reply) {
-                send(call.eval, call.routingKey) { completion(Self.failingOnErrorReply($0)) }
+                send(encoded: call.eval, key: call.routingKey, on: eventLoop) { completion(Self.failingOnErrorReply($0)) }
                 return
             }
             completion(Self.failingOnErrorReply(result))
