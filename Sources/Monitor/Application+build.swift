@@ -74,7 +74,8 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
         handler: HistoryWriter(
             keys: keys, redis: redis, store: PostgresHistoryStore(db: apiPool),
             retentionDays: configuration.historyRetentionDays, retention: configuration.retention,
-            redisRunID: redisRunID, metrics: metrics, logger: logger),
+            redisRunID: redisRunID, lastHeartbeats: LastHeartbeatThrottle(interval: configuration.offlineAfter / 2),
+            metrics: metrics, logger: logger),
         batchSize: 5000, parallelism: 3, leadership: leadership, pollInterval: configuration.pollInterval,
         lingers: true, logger: logger)
     // checked often: while a bucket's registry is missing its devices get 503 from the gateway

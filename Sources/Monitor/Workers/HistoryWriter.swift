@@ -4,7 +4,8 @@ import Metrics
 import RedisAdapter
 
 /// Writes each bucket's history stream (read by a ``StreamWorker`` with the `history` group) into
-/// PostgreSQL, and keeps `devices.last_heartbeat` a batch behind Redis.
+/// PostgreSQL, and writes `devices.last_heartbeat` behind (each device at most once per
+/// ``LastHeartbeatThrottle/intervalMs``).
 ///
 /// The stream is capped (the gateway's `MAXLEN ~`); were the writer to fall behind for long enough
 /// for the cap to be hit, the oldest unread rows are shed. That is the one place data may be lost,
@@ -20,13 +21,14 @@ struct HistoryWriter: StreamBatchHandler {
     let retention: RetentionPolicy
     /// The Redis `run_id` as the leader elector's probes saw it (``rebaselineReadCounts()``).
     let redisRunID: RunIDWatch
+    let lastHeartbeats: LastHeartbeatThrottle
     let metrics: MonitorMetrics
     let logger: Logger
     private let maintenance = Cadence()
 
     init(
         keys: KeySchema, redis: RedisClient, store: any HistoryStore, retentionDays: Int, retention: RetentionPolicy,
-        redisRunID: RunIDWatch, metrics: MonitorMetrics, logger: Logger
+        redisRunID: RunIDWatch, lastHeartbeats: LastHeartbeatThrottle, metrics: MonitorMetrics, logger: Logger
     ) {
         self.keys = keys
         self.redis = redis
@@ -34,6 +36,7 @@ struct HistoryWriter: StreamBatchHandler {
         self.retentionDays = retentionDays
         self.retention = retention
         self.redisRunID = redisRunID
+        self.lastHeartbeats = lastHeartbeats
         self.metrics = metrics
         self.logger = logger
     }
@@ -59,8 +62,11 @@ struct HistoryWriter: StreamBatchHandler {
         guard !batch.isEmpty else { return }
         try await store.write(batch, lease: lease)
         metrics.historyWritten.increment(by: batch.receivedAt.count)
+        let due = lastHeartbeats.due(batch.newestPerDevice)
+        guard !due.isEmpty else { return }
         do {
-            try await store.recordLastHeartbeats(batch.newestPerDevice)
+            try await store.recordLastHeartbeats(due)
+            lastHeartbeats.written(due)
         } catch {
             logger.warning("last heartbeat write-behind failed; the next batch carries it", metadata: ["error": "\(error)"])
         }

@@ -10,7 +10,8 @@ import ServiceLifecycle
 /// holds online back into the online sets, then sets the markers.
 ///
 /// The time Redis could not see is not silence: devices kept beating into `503`s. So an online
-/// device's score is its last heartbeat in PostgreSQL (kept recent by the history writer) moved
+/// device's score is its last heartbeat in PostgreSQL (`last_heartbeat_of`: the history writer's
+/// rows, exact even where `devices.last_heartbeat` is written behind) moved
 /// forward by the blind window — from the newest heartbeat PostgreSQL has of the bucket (about
 /// when Redis lost it) to now. A device that was beating until the loss gets a full
 /// `OFFLINE_AFTER` from the re-seed; one that had been silent for a while before keeps that silence.

@@ -2,12 +2,13 @@ import HeartbeatDomain
 import PostgresAdapter
 
 /// ``DeviceRepository`` on PostgreSQL: every statement the ops API, the registry re-seed and the
-/// reconciler run. Times come out as milliseconds (truncated, as `iso()` prints them).
+/// reconciler run. Times come out as milliseconds (truncated, as `iso()` prints them); a device's
+/// last heartbeat is `last_heartbeat_of` (migration 10), since the column is written behind.
 struct PostgresDeviceRepository: DeviceRepository {
     let db: PostgresPool
 
     private static let deviceColumns: StaticString = """
-        id, name, status, status_version, floor(extract(epoch FROM last_heartbeat) * 1000)::bigint,
+        id, name, status, status_version, floor(extract(epoch FROM last_heartbeat_of(id, last_heartbeat)) * 1000)::bigint,
         floor(extract(epoch FROM status_changed_at) * 1000)::bigint, assigned_playlist
         """
 
@@ -100,7 +101,7 @@ struct PostgresDeviceRepository: DeviceRepository {
     func registered(after: DeviceID?, limit: Int) async throws -> [RegisteredDevice] {
         try await db.query(
             """
-            SELECT id, token_hash, assigned_playlist, status = 'online', floor(extract(epoch FROM last_heartbeat) * 1000)::bigint
+            SELECT id, token_hash, assigned_playlist, status = 'online', floor(extract(epoch FROM last_heartbeat_of(id, last_heartbeat)) * 1000)::bigint
             FROM devices WHERE (\(after)::uuid IS NULL OR id > \(after)::uuid) AND token_hash IS NOT NULL ORDER BY id LIMIT \(limit)
             """
         ).decode((DeviceID, String, String?, Bool, Int64?).self).map {
@@ -111,7 +112,7 @@ struct PostgresDeviceRepository: DeviceRepository {
     func online(after: DeviceID?, limit: Int) async throws -> [(id: DeviceID, lastHeartbeatMs: Int64)] {
         try await db.query(
             """
-            SELECT id, floor(extract(epoch FROM coalesce(last_heartbeat, status_changed_at, now())) * 1000)::bigint
+            SELECT id, floor(extract(epoch FROM coalesce(last_heartbeat_of(id, last_heartbeat), status_changed_at, now())) * 1000)::bigint
             FROM devices WHERE status = 'online' AND (\(after)::uuid IS NULL OR id > \(after)::uuid) ORDER BY id LIMIT \(limit)
             """
         ).decode((DeviceID, Int64).self).map { (id: $0.0, lastHeartbeatMs: $0.1) }
