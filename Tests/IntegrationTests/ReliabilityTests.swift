@@ -102,6 +102,52 @@ import Testing
         await h.shutdown()
     }
 
+    /// The re-seed's scores come from each device's newest heartbeat in PostgreSQL, not from
+    /// `devices.last_heartbeat`, which is written behind at most every OFFLINE_AFTER / 2.
+    @Test func theReseedScoresDevicesFromTheirNewestHeartbeatNotTheColumn() async throws {
+        let h = try await MonitorHarness.start()
+        try await h.migrate()
+        // two devices of one bucket
+        let registered = try await h.registerEverywhere(12)
+        let byBucket = Dictionary(grouping: registered) { h.keys.bucket(of: $0.0) }
+        guard let pair = byBucket.values.first(where: { $0.count >= 2 }) else {
+            Issue.record("no two of 12 devices share one of 4 buckets")
+            return
+        }
+        let (a, b) = (pair[0], pair[1])
+        try await h.withMonitor(["OFFLINE_AFTER_SECONDS": "20"]) { _ in
+            @Sendable func beat(_ device: (DeviceID, String)) async throws -> Int64 {
+                guard case .recorded(let at, _, _) = try await h.beat(device.0, token: device.1) else { throw TestFailure("beat refused") }
+                return at.millisecondsSinceEpoch
+            }
+            @Sendable func written(_ id: DeviceID) async throws -> Bool {
+                try await h.database.connection.query("SELECT last_heartbeat IS NOT NULL FROM devices WHERE id = $1", [id.string]).scalar == "t"
+            }
+            // b first, then a: both written behind on first sight; then b again, within the interval
+            _ = try await beat(b)
+            #expect(try await h.eventually(.seconds(3)) { try await written(b.0) })
+            try await Task.sleep(for: .milliseconds(300))
+            let aLast = try await beat(a)
+            #expect(try await h.eventually(.seconds(3)) { try await written(a.0) })
+            try await Task.sleep(for: .milliseconds(300))
+            let bLast = try await beat(b)
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    try await h.database.connection.query("SELECT count(*) FROM heartbeat_history WHERE device_id = $1", [b.0.string]).scalar
+                        == "2"
+                })
+            try await h.redis.execute(["FLUSHALL"])
+            let online = h.keys.online(bucket: h.keys.bucket(of: a.0))
+            #expect(try await h.eventually(.seconds(3)) { try await h.redis.execute(["ZCARD", online]) == .integer(2) })
+            // both moved forward by one blind window: their scores stay as far apart as their beats
+            // (from the column, b's first beat would have made b the earlier one)
+            let scoreA = try await h.redis.execute(["ZSCORE", online, a.0.string]).string.flatMap { Int64($0) }
+            let scoreB = try await h.redis.execute(["ZSCORE", online, b.0.string]).string.flatMap { Int64($0) }
+            #expect(scoreB.flatMap { b in scoreA.map { b - $0 } } == bLast - aLast, "scores \(scoreA ?? -1) \(scoreB ?? -1), beats \(aLast) \(bLast)")
+        }
+        await h.shutdown()
+    }
+
     @Test func aRedisDataLossDeclaresNoBeatingDeviceOffline() async throws {
         let h = try await MonitorHarness.start()
         try await h.migrate()
