@@ -279,6 +279,18 @@ import Testing
                     let statuses = [try await h.status(silent.0)?.status, try await h.status(alive.0)?.status]
                     return statuses == ["online", "online"]
                 })
+            // the silent device's last beat comes within OFFLINE_AFTER / 2 of its first: PostgreSQL has
+            // it in history only (the column is written behind)
+            try await Task.sleep(for: .milliseconds(300))
+            guard case .recorded(let lastBeat, _, _) = try await h.beat(silent.0, token: silent.1) else {
+                Issue.record("beat refused")
+                return
+            }
+            #expect(
+                try await h.eventually(.seconds(3)) {
+                    try await h.database.connection.query("SELECT count(*) FROM heartbeat_history WHERE device_id = $1", [silent.0.string]).scalar
+                        == "2"
+                })
             // Redis loses both online-set entries (an AOF window, a replica promoted too early)
             for (id, _) in devices { try await h.redis.execute(["ZREM", h.keys.online(bucket: h.keys.bucket(of: id)), id.string]) }
             let lostAt = ContinuousClock.now
@@ -289,6 +301,11 @@ import Testing
             }
             #expect(try await h.status(silent.0)?.status == "offline", "a silent device stayed online forever")
             #expect(try await h.events(silent.0).map(\.status) == ["online", "offline"])
+            // restored with its newest heartbeat, so its silence is counted from that
+            let offlineLast = try await h.database.connection.query(
+                "SELECT iso(last_heartbeat) FROM device_status_events WHERE device_id = $1 AND to_status = 'offline'", [silent.0.string]
+            ).scalar
+            #expect(offlineLast == lastBeat.iso8601)
             #expect(try await h.events(alive.0).map(\.status) == ["online"])
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains("monitor_reconcile_repaired_total "))

@@ -25,9 +25,10 @@ protocol DeviceRepository: Sendable {
     func statusChanges(of id: DeviceID, from: UTCTimestamp, to: UTCTimestamp) async throws -> [UptimeCalculator.Change]
     /// A page in id order of every device with a token, for the registry re-seed.
     func registered(after: DeviceID?, limit: Int) async throws -> [RegisteredDevice]
-    /// A page in id order of the devices PostgreSQL holds online, with their last heartbeat
-    /// (or status change) in ms, for the reconciler.
-    func online(after: DeviceID?, limit: Int) async throws -> [(id: DeviceID, lastHeartbeatMs: Int64)]
+    /// A page in id order of the devices PostgreSQL holds online, for the reconciler.
+    func online(after: DeviceID?, limit: Int) async throws -> [DeviceID]
+    /// Each device's newest heartbeat PostgreSQL has (or when its status last changed, or now), in ms.
+    func lastHeartbeats(of ids: [DeviceID]) async throws -> [ScoredDevice]
     /// Which of `ids` are not online any more.
     func notOnline(among ids: [DeviceID]) async throws -> Set<DeviceID>
     /// How many devices have each status.

@@ -9,6 +9,8 @@ protocol LivenessStore: Sendable {
     /// Moves up to `limit` members scored before `cutoffMs` offline, each with an `offline`
     /// transition. - Returns: how many moved, and how many stale ones remain.
     func declareOffline(bucket: Int, cutoffMs: Int64, limit: Int) async throws -> (declared: Int, remaining: Int)
+    /// Which of `ids` are not in the bucket's online set.
+    func absent(_ ids: [DeviceID], bucket: Int) async throws -> [DeviceID]
     /// Puts devices missing from the online set back with their score, unless a transition of
     /// theirs is in flight. Skips the bucket (returns nil) while its stream is longer than `streamLimit`.
     func restoreMissing(_ devices: [ScoredDevice], bucket: Int, streamLimit: Int) async throws -> [DeviceID]?

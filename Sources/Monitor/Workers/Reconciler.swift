@@ -47,10 +47,12 @@ struct Reconciler: Service {
         while leadership.holds(lease) {
             let page = try await devices.online(after: after, limit: 2000)
             guard let last = page.last else { break }
-            after = last.id
-            let byBucket = Dictionary(grouping: page.map { ScoredDevice(id: $0.id, scoreMs: $0.lastHeartbeatMs) }) { keys.bucket(of: $0.id) }
-            for (bucket, scored) in byBucket where leadership.holds(lease) && !unloaded.contains(bucket) {
-                repaired += try await restore(scored, bucket: bucket)
+            after = last
+            for (bucket, ids) in Dictionary(grouping: page, by: keys.bucket(of:)) where leadership.holds(lease) && !unloaded.contains(bucket) {
+                let missing = try await liveness.absent(ids, bucket: bucket)
+                guard !missing.isEmpty else { continue }
+                // their newest heartbeats, exact (`devices.last_heartbeat` is written behind)
+                repaired += try await restore(try await devices.lastHeartbeats(of: missing), bucket: bucket)
             }
         }
         return repaired

@@ -118,9 +118,19 @@ final class InMemoryDeviceRepository: DeviceRepository {
         }
     }
 
-    func online(after: DeviceID?, limit: Int) async throws -> [(id: DeviceID, lastHeartbeatMs: Int64)] {
-        try page(after: after, limit: limit) { $0.record.status == .online }.map { device in
-            (device.record.id, (device.record.lastHeartbeat ?? device.record.statusChangedAt ?? device.registeredAt).millisecondsSinceEpoch)
+    func online(after: DeviceID?, limit: Int) async throws -> [DeviceID] {
+        try page(after: after, limit: limit) { $0.record.status == .online }.map(\.record.id)
+    }
+
+    func lastHeartbeats(of ids: [DeviceID]) async throws -> [ScoredDevice] {
+        try read { state in
+            ids.compactMap { id in
+                state.devices[id].map { device in
+                    ScoredDevice(
+                        id: id,
+                        scoreMs: (device.record.lastHeartbeat ?? device.record.statusChangedAt ?? device.registeredAt).millisecondsSinceEpoch)
+                }
+            }
         }
     }
 

@@ -48,6 +48,10 @@ final class InMemoryLivenessStore: LivenessStore {
         }
     }
 
+    func absent(_ ids: [DeviceID], bucket: Int) async throws -> [DeviceID] {
+        state.withLock { state in ids.filter { state.online[bucket]?[$0] == nil } }
+    }
+
     func restoreMissing(_ devices: [ScoredDevice], bucket: Int, streamLimit: Int) async throws -> [DeviceID]? {
         state.withLock { state in
             guard (state.transitions[bucket]?.count ?? 0) <= streamLimit else { return nil }

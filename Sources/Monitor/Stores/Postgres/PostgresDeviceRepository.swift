@@ -109,13 +109,22 @@ struct PostgresDeviceRepository: DeviceRepository {
         }
     }
 
-    func online(after: DeviceID?, limit: Int) async throws -> [(id: DeviceID, lastHeartbeatMs: Int64)] {
+    func online(after: DeviceID?, limit: Int) async throws -> [DeviceID] {
+        try await db.query(
+            """
+            SELECT id FROM devices WHERE status = 'online' AND (\(after)::uuid IS NULL OR id > \(after)::uuid) ORDER BY id LIMIT \(limit)
+            """
+        ).decode(DeviceID.self)
+    }
+
+    func lastHeartbeats(of ids: [DeviceID]) async throws -> [ScoredDevice] {
+        // a history probe per device: for the few the reconciler finds missing, not every online one
         try await db.query(
             """
             SELECT id, floor(extract(epoch FROM coalesce(last_heartbeat_of(id, last_heartbeat), status_changed_at, now())) * 1000)::bigint
-            FROM devices WHERE status = 'online' AND (\(after)::uuid IS NULL OR id > \(after)::uuid) ORDER BY id LIMIT \(limit)
+            FROM devices WHERE id = ANY(\(ids)::uuid[])
             """
-        ).decode((DeviceID, Int64).self).map { (id: $0.0, lastHeartbeatMs: $0.1) }
+        ).decode((DeviceID, Int64).self).map { ScoredDevice(id: $0.0, scoreMs: $0.1) }
     }
 
     func notOnline(among ids: [DeviceID]) async throws -> Set<DeviceID> {

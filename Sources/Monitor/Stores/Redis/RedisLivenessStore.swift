@@ -27,6 +27,13 @@ struct RedisLivenessStore: LivenessStore {
         return (Int(values[0]), Int(values[1]))
     }
 
+    func absent(_ ids: [DeviceID], bucket: Int) async throws -> [DeviceID] {
+        guard !ids.isEmpty else { return [] }
+        let scores = try await redis.execute(["ZMSCORE", keys.online(bucket: bucket)] + ids.map(\.string)).array ?? []
+        guard scores.count == ids.count else { throw RedisError.unexpectedReply("ZMSCORE returned \(scores.count) of \(ids.count) scores") }
+        return zip(ids, scores).compactMap { $1 == .null ? $0 : nil }
+    }
+
     func restoreMissing(_ devices: [ScoredDevice], bucket: Int, streamLimit: Int) async throws -> [DeviceID]? {
         let reply = try await redis.run(
             ReconcileScript.restore, keys: bucketKeys(bucket),
