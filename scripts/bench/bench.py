@@ -16,7 +16,7 @@ the single-Redis gateway, and the monitor benchmark a second time on that cluste
 The results are also written to docs/benchmarks.json; the summary printed at the end shows the
 previous run's value next to each, so a regression shows at once (and as a diff in git).
 """
-import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, re, resource, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 parser = argparse.ArgumentParser()
@@ -89,7 +89,10 @@ def wrk(url, script=None, script_args=(), connections=None, duration=None):
     argv += [url]
     if script_args:
         argv += ["--", *script_args]
+    client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    client1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (client1.ru_utime + client1.ru_stime) - (client0.ru_utime + client0.ru_stime)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     def millis(text):
         value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
@@ -99,7 +102,8 @@ def wrk(url, script=None, script_args=(), connections=None, duration=None):
     non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])
     socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": rps, "p50": p50, "p99": p99, "errors": non2xx + socket_errors, "requests": total, "raw": out}
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": non2xx + socket_errors, "requests": total,
+            "client_cpu_us": client_cpu / max(total, 1) * 1e6, "raw": out}
 
 
 def summary(values):
@@ -446,6 +450,8 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
         ("Go peer CPU per heartbeat (µs)", median(per_heartbeat["peer_cpu_us"]) if peer else None, "", None, "{:.1f}"),
         ("Redis CPU per Go peer heartbeat (µs)", median(per_heartbeat["peer_redis_cpu_us"]) if peer else None, "", None, "{:.1f}"),
         ("monitor + PostgreSQL CPU per heartbeat (µs)", median(per_heartbeat["shared_cpu_us"]), "", None, "{:.1f}"),
+        ("wrk CPU per heartbeat request (µs)", median([r["client_cpu_us"] for r in results["heartbeat"]]), "", None, "{:.1f}"),
+        ("wrk CPU per no-op request (µs)", median([r["client_cpu_us"] for r in results["noop"]]), "", None, "{:.1f}"),
         ("history writer rows/s (500k waiting)", monitor_result["history_rows_per_s"], "≥ 50,000", lambda v: v >= 50000, "{:.0f}"),
         ("history writer ÷ psql \\copy", monitor_result["history_rows_per_s"] / monitor_result["copy_baseline_rows_per_s"], "", None, "{:.2f}"),
         ("offline detection, 1% of the fleet (s)", monitor_result["applied_s"], "≤ 5", lambda v: v <= 5, "{:.2f}"),
@@ -502,6 +508,9 @@ http {{ access_log off; client_body_temp_path {nginx_dir}; proxy_temp_path {ngin
            row("Redis CPU per Go peer heartbeat (µs)", per_heartbeat["peer_redis_cpu_us"], "{:.1f}")] if peer else []),
         row("monitor + PostgreSQL CPU per heartbeat (µs: the history each one writes, same two cores)", per_heartbeat["shared_cpu_us"], "{:.1f}"),
         row("script time in Redis per heartbeat (µs, INFO commandstats)", per_heartbeat["script_us"], "{:.1f}"),
+        row("wrk's own CPU per request, nginx (µs: the client shares the cores)", [r["client_cpu_us"] for r in results["nginx"]], "{:.1f}"),
+        row("wrk's own CPU per request, no-op route (µs)", [r["client_cpu_us"] for r in results["noop"]], "{:.1f}"),
+        row("wrk's own CPU per request, heartbeat (µs, `heartbeat.lua`)", [r["client_cpu_us"] for r in results["heartbeat"]], "{:.1f}"),
         row("history rows written per s during the heartbeat runs", history_rates),
         "",
         "## Targets",
