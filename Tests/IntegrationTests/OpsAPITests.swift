@@ -175,6 +175,9 @@ import Testing
             #expect(rows.count == 2)
             let times = rows.compactMap { ($0["received_at"] as? String).flatMap { UTCTimestamp(iso8601: $0) } }
             #expect(times.count == 2 && times[0] >= times[1])
+            // what the history writer's binary COPY put in each column
+            #expect(rows.first?["device_time"] as? String == "2026-02-02T10:30:00.000Z")
+            #expect((rows.first?["payload"] as? [String: Any])?["device_id"] as? String == id.string)
             #expect(try await Self.call(client, .get, "/api/v1/devices/\(id)/heartbeats?from=yesterday").status == .badRequest)
 
             // silent: offline, then events newest first, and an uptime figure

@@ -50,8 +50,8 @@ struct PostgresHistoryStore: HistoryStore {
         return total
     }
 
-    /// The columns ``HistoryBatch`` writes, in its order.
-    static let copy = "COPY heartbeat_history (device_id, received_at, payload, device_time, entry_id) FROM STDIN"
+    /// ``HistoryBatch``'s binary stream into its columns.
+    static let copy = "COPY heartbeat_history (\(HistoryBatch.columns)) FROM STDIN WITH (FORMAT binary)"
 
     /// Rows per purge statement, so no statement holds locks for long.
     static let purgeSlice = 10_000
