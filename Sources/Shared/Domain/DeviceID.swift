@@ -14,31 +14,43 @@ public struct DeviceID: Sendable, Hashable, Codable, CustomStringConvertible {
 
     /// Parses a UUID in its 36-character hyphenated form (any case); `nil` otherwise.
     ///
-    /// Hand-written (every heartbeat parses two): hex digits with hyphens at 8, 13, 18 and 23,
-    /// lower-cased in one pass.
+    /// Hand-written (every heartbeat parses two, the history writer one per row): hex digits with
+    /// hyphens at 8, 13, 18 and 23. A lower-case id keeps the string it came in (no copy); only an
+    /// id with upper-case digits is rewritten.
     public init?(_ text: some StringProtocol) {
         var string = String(text)
-        guard let canonical = string.withUTF8({ Self.canonical($0) }) else { return nil }
-        self.string = canonical
+        switch string.withUTF8({ Self.form(of: $0) }) {
+        case .invalid: return nil
+        case .canonical: self.string = string
+        case .upperCase: self.string = string.withUTF8 { Self.lowerCased($0) }
+        }
     }
 
-    /// The lower-case form of a hyphenated UUID's bytes, or `nil`. Non-generic on purpose: generic
+    private enum Form { case invalid, canonical, upperCase }
+
+    /// Whether the bytes are a hyphenated UUID, and in which case. Non-generic on purpose: generic
     /// byte iteration across modules is not specialized and cost the history writer a fifth of its CPU.
-    private static func canonical(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
-        guard bytes.count == 36 else { return nil }
+    private static func form(of bytes: UnsafeBufferPointer<UInt8>) -> Form {
+        guard bytes.count == 36 else { return .invalid }
+        var upper = false
         for index in 0..<36 {
             let byte = bytes[index]
             switch index {
             case 8, 13, 18, 23:
-                guard byte == UInt8(ascii: "-") else { return nil }
+                guard byte == UInt8(ascii: "-") else { return .invalid }
             default:
                 switch byte {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"): break
-                default: return nil
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): break
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): upper = true
+                default: return .invalid
                 }
             }
         }
-        return String(unsafeUninitializedCapacity: 36) { out in
+        return upper ? .upperCase : .canonical
+    }
+
+    private static func lowerCased(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: 36) { out in
             for index in 0..<36 {
                 let byte = bytes[index]
                 out[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F") ? byte | 0x20 : byte
