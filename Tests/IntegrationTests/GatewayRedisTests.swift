@@ -38,7 +38,9 @@ import Testing
             let hash = try await Self.hash(h, h.keys.device(id))
             #expect(hash["token"] == String(DeviceToken.hash(token).prefix(32)))
             #expect(hash["last_heartbeat"] == String(serverTime.millisecondsSinceEpoch))
-            #expect(Set(hash.keys) == ["token", "last_heartbeat", "payload"])
+            // "n": no commands were waiting, so the next heartbeat does not read the list
+            #expect(Set(hash.keys) == ["token", "last_heartbeat", "payload", "n"])
+            #expect(hash["n"] == "1")
             let payload = try #require(hash["payload"].flatMap { HeartbeatPayload(storedForm: $0, deviceID: id) })
             #expect(payload.deviceTime == UTCTimestamp(iso8601: "2026-02-02T10:30:00Z"))
             #expect(payload.playerVersion == "1.2.3")
@@ -121,6 +123,20 @@ import Testing
             #expect((third["commands"] as? [[String: Any]])?.map { $0["id"] as? String } == ["c2"])
             let fourth = try await client.heartbeat(id, token: token, body: body(acked: ["c2"])).json
             #expect((fourth["commands"] as? [Any])?.isEmpty == true)
+            // the list is empty now: the next heartbeat marks the device as having none, and later
+            // heartbeats do not read the list (an entry pushed around the ops API is not seen) ...
+            _ = try await client.heartbeat(id, token: token)
+            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "n"]) == .string("1"))
+            try await h.redis.execute(["RPUSH", h.keys.commands(id), "\(now + 600_000)|{\"id\":\"stray\",\"type\":\"x\"}"])
+            #expect((try await client.heartbeat(id, token: token).json["commands"] as? [Any])?.isEmpty == true)
+            try await h.redis.execute(["DEL", h.keys.commands(id)])
+            // ... until a command is queued, which clears the mark
+            try await h.registry.enqueueCommand(
+                id: "c3", type: "reboot", json: #"{"id":"c3","type":"reboot","payload":{}}"#, expiresAt: future, for: id)
+            #expect(try await h.redis.execute(["HGET", h.keys.device(id), "n"]) == .null)
+            let fifth = try await client.heartbeat(id, token: token).json
+            #expect((fifth["commands"] as? [[String: Any]])?.map { $0["id"] as? String } == ["c3"])
+            _ = try await client.heartbeat(id, token: token, body: body(acked: ["c3"]))
         }
         #expect(try await h.redis.execute(["EXISTS", h.keys.commands(id)]) == .integer(0))
         let states = try await h.registry.commands(of: id, nowMs: Int64(Date().timeIntervalSince1970 * 1000))

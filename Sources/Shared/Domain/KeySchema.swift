@@ -61,6 +61,9 @@ public struct KeySchema: Sendable, Equatable {
         public static let lastHeartbeat = "last_heartbeat"
         /// The latest heartbeat, in ``HeartbeatPayload/storedForm`` (device clock included).
         public static let payload = "payload"
+        /// `1`: the device's command list was empty at its last heartbeat and nothing was queued
+        /// since, so the heartbeat script skips reading it. Queuing a command removes it.
+        public static let noCommands = "n"
     }
 
     /// Field names of a history stream entry.

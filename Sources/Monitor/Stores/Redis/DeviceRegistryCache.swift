@@ -48,7 +48,7 @@ public struct DeviceRegistryCache: Sendable {
     {
         let expires = expiresAt.millisecondsSinceEpoch
         let reply = try await redis.run(
-            Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device)],
+            Self.boundedPush, keys: [keys.commands(device), keys.commandLog(device), keys.device(device)],
             arguments: [
                 String(limit), "\(expires)|\(json)", id, CommandState.queuedValue(expiresAtMs: expires, type: type),
                 String(expires + Self.commandLogRetentionMs),
@@ -126,9 +126,10 @@ public struct DeviceRegistryCache: Sendable {
         )
     }
 
-    /// KEYS: command list, command log. ARGV: limit, entry, command id, log value, log expiry (ms).
-    /// RPUSH unless the list already holds ARGV[1] entries, and log the command as queued; returns
-    /// the new length, or -1 when full.
+    /// KEYS: command list, command log, device hash. ARGV: limit, entry, command id, log value, log
+    /// expiry (ms). RPUSH unless the list already holds ARGV[1] entries, log the command as queued,
+    /// and remove the hash's "no commands" mark (``KeySchema/DeviceField/noCommands``) so the next
+    /// heartbeat reads the list; returns the new length, or -1 when full.
     public static let boundedPush = RedisScript(
         name: "bounded-push",
         source: #"""
@@ -137,6 +138,7 @@ public struct DeviceRegistryCache: Sendable {
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) - now then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
+            redis.call('HDEL', KEYS[3], 'n')
             return redis.call('RPUSH', KEYS[1], ARGV[2])
             """#)
 }

@@ -21,8 +21,12 @@
 ///
 /// Commands are `"<expiry ms>|<json>"` with the command id first in the JSON. Delivery is at least
 /// once: every unexpired, unacknowledged command is in every reply; an acknowledged or expired one
-/// leaves the list. The command log (``CommandState``) counts deliveries. The list is only read
-/// past `LRANGE` when it holds something, so a device without commands pays one empty read.
+/// leaves the list. The command log (``CommandState``) counts deliveries. A device whose list was
+/// found empty gets the hash field `n` (``KeySchema/DeviceField/noCommands``) and its list is not
+/// read again until queuing a command removes the field (``DeviceRegistryCache/boundedPush``):
+/// a device without commands pays no `LRANGE` (one `redis.call` of six, ~10% of the script's time).
+/// Monitors go first in an upgrade: a command queued by one that does not remove `n` would wait
+/// for the next one queued after it.
 public enum HeartbeatScript {
     public enum Status: Int64, Sendable {
         case recorded = 0
@@ -35,7 +39,7 @@ public enum HeartbeatScript {
     public static let script = RedisScript(
         name: "heartbeat",
         source: #"""
-            local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist', 'last_heartbeat')
+            local dev = redis.call('HMGET', KEYS[2], 'token', 'playlist', 'last_heartbeat', 'n')
             local stored = dev[1]
             if not stored then
               if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {4} end
@@ -51,14 +55,19 @@ public enum HeartbeatScript {
               if elapsed < minInterval then return {3, t[1], t[2], string.format('%d', minInterval - elapsed)} end
             end
             local added = redis.call('ZADD', KEYS[1], nowText, ARGV[1])
-            redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
             redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[1], 't', nowText, 'p', ARGV[3])
             if added == 1 then
               redis.call('XADD', KEYS[4], '*', 'device', ARGV[1], 'type', 'online', 'at', nowText, 'last_heartbeat', nowText)
             end
             local reply = {0, t[1], t[2], dev[2] or ''}
-            local pending = redis.call('LRANGE', KEYS[3], 0, -1)
-            if #pending > 0 then
+            local pending = false
+            if not dev[4] then pending = redis.call('LRANGE', KEYS[3], 0, -1) end
+            if pending and #pending == 0 then
+              redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3], 'n', '1')
+            else
+              redis.call('HSET', KEYS[2], 'last_heartbeat', nowText, 'payload', ARGV[3])
+            end
+            if pending and #pending > 0 then
               local acked = {}
               for id in string.gmatch(ARGV[6] or '', '%S+') do acked[id] = true end
               local keep = {}
