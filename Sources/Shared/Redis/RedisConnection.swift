@@ -11,9 +11,12 @@ import CHiredis
 /// ``RedisPipeline`` that owns it.
 final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
+    /// What the context's reader parses replies into.
+    private let tape = RedisReplyTape()
 
     private init(context: UnsafeMutablePointer<redisContext>) {
         self.context = context
+        tape.attach(to: context.pointee.reader)
     }
 
     deinit {
@@ -75,7 +78,7 @@ final class RedisConnection {
         for index in commands.indices {
             var reply: UnsafeMutableRawPointer?
             for read in 0..<(asking?[index] == true ? 2 : 1) {
-                if let previous = reply { freeReplyObject(previous) }  // ASKING's +OK
+                if let previous = reply { _ = tape.take(previous) }  // ASKING's +OK
                 reply = nil
                 if redisGetReply(context, &reply) != REDIS_OK || reply == nil {
                     let code = errno
@@ -86,9 +89,7 @@ final class RedisConnection {
                     return PipelineFailure(error: Self.error(of: context, errno: code), delivered: index, safeToRetry: closedEarly)
                 }
             }
-            let value = Self.value(of: reply!.assumingMemoryBound(to: redisReply.self))
-            freeReplyObject(reply)
-            deliver(index, value)
+            deliver(index, tape.take(reply!))
         }
         return nil
     }
@@ -101,34 +102,6 @@ final class RedisConnection {
             buffer.withMemoryRebound(to: CChar.self) { chars in
                 redisAppendFormattedCommand(context, chars.baseAddress, chars.count)
             }
-        }
-    }
-
-    static func value(of reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
-        let r = reply.pointee
-        switch r.type {
-        case REDIS_REPLY_STRING, REDIS_REPLY_STATUS:
-            return .string(Self.string(r.str, r.len))
-        case REDIS_REPLY_ERROR:
-            return .error(Self.string(r.str, r.len))
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(r.integer))
-        case REDIS_REPLY_ARRAY:
-            var elements: [RedisValue] = []
-            elements.reserveCapacity(Int(r.elements))
-            for i in 0..<Int(r.elements) {
-                if let element = r.element[i] { elements.append(value(of: element)) } else { elements.append(.null) }
-            }
-            return .array(elements)
-        default:
-            return .null
-        }
-    }
-
-    private static func string(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> String {
-        guard let pointer, length > 0 else { return "" }
-        return pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
-            String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
         }
     }
 

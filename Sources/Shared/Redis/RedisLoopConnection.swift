@@ -1,4 +1,3 @@
-import CHiredis
 import Glibc
 import Logging
 import NIOCore
@@ -213,38 +212,30 @@ final class RedisLoopConnection: @unchecked Sendable {
     }
 }
 
-/// Parses RESP replies with hiredis's reader and hands each to its ``RedisLoopConnection``.
+/// Parses RESP replies (``RedisReplyReader``) and hands each to its ``RedisLoopConnection``.
 private final class RedisReplyDecoder: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let connection: RedisLoopConnection
-    private let reader: UnsafeMutablePointer<redisReader>
+    private let reader = RedisReplyReader()
 
     init(connection: RedisLoopConnection) {
         self.connection = connection
-        self.reader = redisReaderCreate()
-    }
-
-    deinit {
-        redisReaderFree(reader)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        let fed = buffer.withUnsafeReadableBytes { bytes in
-            redisReaderFeed(reader, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
-        }
-        guard fed == REDIS_OK else { return context.close(promise: nil) }
+        guard buffer.withUnsafeReadableBytes({ reader.feed($0) }) else { return context.close(promise: nil) }
         while true {
-            var reply: UnsafeMutableRawPointer?
-            guard redisReaderGetReply(reader, &reply) == REDIS_OK else {
+            let reply: RedisValue?
+            do {
+                reply = try reader.next()
+            } catch {
                 connection.lost(context.channel)
                 return context.close(promise: nil)
             }
             guard let reply else { return }
-            let value = RedisConnection.value(of: reply.assumingMemoryBound(to: redisReply.self))
-            freeReplyObject(reply)
-            connection.replied(value, on: context.channel)
+            connection.replied(reply, on: context.channel)
         }
     }
 
