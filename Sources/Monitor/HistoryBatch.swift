@@ -12,12 +12,12 @@ struct HistoryBatch {
     /// The stream: the binary `COPY` header, then one tuple per row (device id, received at, payload
     /// JSON, device time, entry id), then the trailer.
     private(set) var data: [UInt8] = []
-    /// Redis time (ms) of each row, for creating missing day partitions.
+    /// Redis time (ms) of each row, for creating missing day partitions and the write-behind.
     private(set) var receivedAt: [Int64] = []
+    /// The device of each row.
+    private(set) var devices: [DeviceID] = []
     /// Entries that are not a device id, a time and a stored payload.
     private(set) var unreadable = 0
-    /// The newest heartbeat (Redis ms) of each device in the batch.
-    private(set) var newestPerDevice: [DeviceID: Int64] = [:]
 
     var isEmpty: Bool { receivedAt.isEmpty }
 
@@ -34,16 +34,13 @@ struct HistoryBatch {
         entryIDPrefix = Array("\(bucket):".utf8)
         data.reserveCapacity(19 + entries.count * 200 + 2)
         receivedAt.reserveCapacity(entries.count)
+        devices.reserveCapacity(entries.count)
         // signature, flags (no OIDs), header extension length
         data.append(contentsOf: Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00])
         append(Int32(0))
         append(Int32(0))
         for entry in entries { append(entry) }
         append(Int16(-1))
-    }
-
-    private static func raise(_ value: inout Int64, to newer: Int64) {
-        if value < newer { value = newer }
     }
 
     private mutating func append(_ entry: StreamEntry) {
@@ -76,7 +73,7 @@ struct HistoryBatch {
         data.append(contentsOf: entryIDPrefix)
         data.append(contentsOf: entry.id.utf8)
         receivedAt.append(at)
-        Self.raise(&newestPerDevice[device, default: at], to: at)  // one lookup
+        devices.append(device)
     }
 
     // MARK: Binary fields

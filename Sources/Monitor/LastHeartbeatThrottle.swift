@@ -28,11 +28,18 @@ final class LastHeartbeatThrottle: Sendable {
         intervalMs = max(0, interval.milliseconds)
     }
 
-    /// The heartbeats of `newest` to write: devices not written yet, or written `interval` or more
-    /// before this heartbeat.
-    func due(_ newest: [DeviceID: Int64]) -> [DeviceID: Int64] {
+    /// The heartbeats to write, the newest of each device: devices not written yet, or written
+    /// `interval` or more before this heartbeat. One lookup per heartbeat: a per-batch map of each
+    /// device's newest, filtered here, cost two, and these string-keyed lookups were ~9% of the
+    /// monitor's samples under load.
+    func due(_ heartbeats: some Sequence<(DeviceID, Int64)>) -> [DeviceID: Int64] {
         state.withLock { state in
-            newest.filter { device, at in state.written[device].map { at - $0 >= intervalMs } ?? true }
+            var due: [DeviceID: Int64] = [:]
+            for (device, at) in heartbeats {
+                if let written = state.written[device], at - written < intervalMs { continue }
+                if due[device].map({ $0 < at }) ?? true { due[device] = at }
+            }
+            return due
         }
     }
 

@@ -68,7 +68,7 @@ import Testing
                 == #"{"device_id":"3f2c1a9e-8d4b-4f6a-9c7e-1b2d3e4f5a6b","timestamp":"2026-02-02T10:30:00.000Z","player_version":"a\\b\"c"}"#)
         #expect(Self.int64(row[3]) == Int64(1_770_028_200_000 - 946_684_800_000) * 1000)
         #expect(row[4] == Array("7:1-0".utf8))
-        #expect(batch.newestPerDevice == [id: 1_770_028_201_234])
+        #expect(batch.devices == [id])
         // JSON is not a stored form; an empty batch is still a whole stream
         let json = HistoryBatch(entries: [StreamEntry(id: "1-0", fields: ["d": id.string, "t": "1770028201234", "p": payload.json])], bucket: 7)
         #expect(json.unreadable == 1 && json.isEmpty)

@@ -62,7 +62,7 @@ struct HistoryWriter: StreamBatchHandler {
         guard !batch.isEmpty else { return }
         try await store.write(batch, lease: lease)
         metrics.historyWritten.increment(by: batch.receivedAt.count)
-        let due = lastHeartbeats.due(batch.newestPerDevice)
+        let due = lastHeartbeats.due(zip(batch.devices, batch.receivedAt))
         guard !due.isEmpty else { return }
         do {
             try await store.recordLastHeartbeats(due)
