@@ -4,30 +4,38 @@
 /// second at full load, and a dictionary per entry (its storage, and hashing every name on insert
 /// and lookup) was a tenth of the monitor's CPU there.
 public struct StreamFields: Sendable, Equatable, ExpressibleByDictionaryLiteral {
-    private var pairs: [(name: String, value: String)]
+    /// `[name, value, name, value, …]` as Redis sent them: the reply's own array is kept, not copied
+    /// into pairs (one allocation less per entry).
+    private let flat: [RedisValue]
 
     public init(dictionaryLiteral elements: (String, String)...) {
-        pairs = elements.map { (name: $0.0, value: $0.1) }
+        flat = elements.flatMap { [RedisValue.string($0.0), .string($0.1)] }
     }
 
-    /// From a flat `[name, value, name, value, …]` list (a trailing name without a value is dropped).
+    /// From a flat `[name, value, name, value, …]` list (a trailing name without a value is
+    /// ignored, and so is a pair that is not two strings).
     init(flat: [RedisValue]) {
-        pairs = []
-        pairs.reserveCapacity(flat.count / 2)
-        var index = 0
-        while index + 1 < flat.count {
-            if let name = flat[index].string, let value = flat[index + 1].string { pairs.append((name, value)) }
-            index += 2
-        }
+        self.flat = flat
     }
 
     /// The value of the first field named `name`.
     public subscript(name: String) -> String? {
-        pairs.first { $0.name == name }?.value
+        var index = 0
+        while index + 1 < flat.count {
+            if case .string(let field) = flat[index], field == name, case .string(let value) = flat[index + 1] { return value }
+            index += 2
+        }
+        return nil
+    }
+
+    /// The names of the pairs that are two strings, in order.
+    private var names: [String] {
+        stride(from: 0, to: flat.count - 1, by: 2).compactMap { flat[$0 + 1].string == nil ? nil : flat[$0].string }
     }
 
     /// Equal when the same names have the same values, whatever their order.
     public static func == (lhs: StreamFields, rhs: StreamFields) -> Bool {
-        lhs.pairs.count == rhs.pairs.count && lhs.pairs.allSatisfy { rhs[$0.name] == $0.value }
+        let names = lhs.names
+        return names.count == rhs.names.count && names.allSatisfy { lhs[$0] == rhs[$0] }
     }
 }
