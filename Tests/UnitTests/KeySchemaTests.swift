@@ -36,5 +36,10 @@ import Testing
         #expect(keys.history(bucket: b) == "hb:{\(b)}:history")
         #expect(keys.device(id) == "hb:{\(b)}:dev:\(id.string)")
         #expect(keys.commands(id) == "hb:{\(b)}:cmds:\(id.string)")
+        #expect(keys.commandLog(id) == "hb:{\(b)}:cmdlog:\(id.string)")
+        // the gateway writes a device's keys as its bucket's prefix followed by the id
+        #expect(keys.devicePrefix(bucket: b) + id.string == keys.device(id))
+        #expect(keys.commandsPrefix(bucket: b) + id.string == keys.commands(id))
+        #expect(keys.commandLogPrefix(bucket: b) + id.string == keys.commandLog(id))
     }
 }

@@ -28,7 +28,7 @@ import Testing
         var call = RedisScriptCall(script, keys: 2, arguments: 1, capacity: 8)
         #expect(!call.isComplete)
         call.appendKey("hb:{3}:a")
-        call.appendKey("hb:{3}:b")
+        call.appendKey("hb:{3}:", "b")  // written from two parts, as one argument
         call.append("välue")
         #expect(call.isComplete)
         #expect(call.routingKey == "hb:{3}:a")

@@ -38,12 +38,19 @@ public struct KeySchema: Sendable, Equatable {
     public func history(bucket: Int) -> String { "hb:{\(bucket)}:history" }
 
     /// Hash with the device's token hash, assigned playlist and latest payload.
-    public func device(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:dev:\(id.string)" }
+    public func device(_ id: DeviceID) -> String { devicePrefix(bucket: bucket(of: id)) + id.string }
     /// List of pending commands, each `"<expiry ms>|<command JSON>"`; an entry leaves it when the
     /// device acknowledges it or it expires.
-    public func commands(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:cmds:\(id.string)" }
+    public func commands(_ id: DeviceID) -> String { commandsPrefix(bucket: bucket(of: id)) + id.string }
     /// Hash of each command's delivery state, field = command id (see ``CommandState``).
-    public func commandLog(_ id: DeviceID) -> String { "hb:{\(bucket(of: id))}:cmdlog:\(id.string)" }
+    public func commandLog(_ id: DeviceID) -> String { commandLogPrefix(bucket: bucket(of: id)) + id.string }
+
+    /// ``device(_:)`` without the id: the same for every device of `bucket`.
+    public func devicePrefix(bucket: Int) -> String { "hb:{\(bucket)}:dev:" }
+    /// ``commands(_:)`` without the id.
+    public func commandsPrefix(bucket: Int) -> String { "hb:{\(bucket)}:cmds:" }
+    /// ``commandLog(_:)`` without the id.
+    public func commandLogPrefix(bucket: Int) -> String { "hb:{\(bucket)}:cmdlog:" }
 
     /// Present while the bucket's share of the registry is loaded. Redis is a cache of PostgreSQL's
     /// registry: when this key is missing (data lost), an unknown device may be a known one not

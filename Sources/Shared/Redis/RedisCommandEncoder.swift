@@ -32,6 +32,18 @@ public enum RedisCommandEncoder {
         out.append(10)
     }
 
+    /// `$<len>\r\n<prefix><rest>\r\n`: one argument written from two parts, without joining them first.
+    static func appendBulk(_ prefix: String, _ rest: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "$"))
+        appendDecimal(prefix.utf8.count + rest.utf8.count, to: &out)
+        out.append(13)
+        out.append(10)
+        out.append(contentsOf: prefix.utf8)
+        out.append(contentsOf: rest.utf8)
+        out.append(13)
+        out.append(10)
+    }
+
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
         if value >= 10 { appendDecimal(value / 10, to: &out) }
         out.append(UInt8(48 + value % 10))

@@ -47,6 +47,14 @@ public struct RedisScriptCall: Sendable {
         RedisCommandEncoder.appendBulk(key, to: &evalsha)
     }
 
+    /// Appends the next key, `prefix` followed by `rest` (a per-bucket prefix and a device id), as
+    /// one argument without building it as a string first.
+    public mutating func appendKey(_ prefix: String, _ rest: String) {
+        missing -= 1
+        if routingKey == nil { routingKey = prefix + rest }
+        RedisCommandEncoder.appendBulk(prefix, rest, to: &evalsha)
+    }
+
     /// Appends the next argument.
     public mutating func append(_ argument: String) {
         missing -= 1
