@@ -72,7 +72,7 @@ struct RedisHeartbeatStore: HeartbeatStore {
         call.append(heartbeat.storedForm)
         call.append(minimumIntervalArgument)
         call.append(historyStreamCapArgument)
-        call.append(heartbeat.ackedCommands.isEmpty ? "" : heartbeat.ackedCommands.joined(separator: " "))
+        call.append(heartbeat.ackedCommands.joined(separator: " "))
         return call
     }
 
