@@ -56,7 +56,7 @@ struct App {
           MASS_OFFLINE_FRACTION, MASS_OFFLINE_MIN_DEVICES, MASS_OFFLINE_HOLD_SECONDS
                                              storm guard (defaults 0.5, 50, 900)
           MONITOR_INSTANCE_ID                consumer name (default host-pid)
-          MONITOR_POLL_INTERVAL_SECONDS      idle pause of applier, history writer, relay (default 0.1)
+          MONITOR_POLL_INTERVAL_SECONDS      idle pause of applier, history writer (at least 0.15), relay (default 0.1)
           SCAN_BATCH_SIZE, APPLY_BATCH_SIZE  per script call / per apply batch (defaults 2000, 5000)
           APPLY_PARALLELISM                  buckets applied at once, a connection each (default 2)
           OUTBOX_BATCH_SIZE                  outbox rows per topic per round (default 2000)

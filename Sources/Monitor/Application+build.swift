@@ -76,7 +76,7 @@ func buildMonitor(configuration: MonitorConfiguration, metricsRegistry: Promethe
             retentionDays: configuration.historyRetentionDays, retention: configuration.retention,
             redisRunID: redisRunID, lastHeartbeats: LastHeartbeatThrottle(interval: configuration.offlineAfter / 2),
             metrics: metrics, logger: logger),
-        batchSize: 5000, parallelism: 3, leadership: leadership, pollInterval: configuration.pollInterval,
+        batchSize: 5000, parallelism: 3, leadership: leadership, pollInterval: configuration.historyPollInterval,
         lingers: true, logger: logger)
     // checked often: while a bucket's registry is missing its devices get 503 from the gateway
     let seeder = RegistrySeeder(

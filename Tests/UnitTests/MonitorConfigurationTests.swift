@@ -40,6 +40,15 @@ import Testing
         #expect(config.scanInterval == .milliseconds(500))
     }
 
+    @Test func theHistoryWriterPollsNoMoreOftenThanEvery150Milliseconds() throws {
+        let base = ["ADMIN_TOKEN": "0123456789abcdef"]
+        let standard = try configuration(base)
+        #expect(standard.pollInterval == .milliseconds(100))
+        #expect(standard.historyPollInterval == .milliseconds(150))
+        #expect(try configuration(base.merging(["MONITOR_POLL_INTERVAL_SECONDS": "0.5"]) { $1 }).historyPollInterval == .milliseconds(500))
+        #expect(try configuration(base.merging(["MONITOR_POLL_INTERVAL_SECONDS": "0.02"]) { $1 }).historyPollInterval == .milliseconds(150))
+    }
+
     @Test(arguments: [
         ("POSTGRES_URL", "mysql://x"), ("MASS_OFFLINE_FRACTION", "1.5"), ("MASS_OFFLINE_MIN_DEVICES", "0"),
         ("OFFLINE_AFTER_SECONDS", "ten"), ("SCAN_INTERVAL_SECONDS", "0"), ("HISTORY_RETENTION_DAYS", "0"),
