@@ -40,8 +40,8 @@ struct MonitorConfiguration: Sendable {
     /// ``pollInterval``, but never under ``historyPollFloor``.
     var historyPollInterval: Duration { max(pollInterval, Self.historyPollFloor) }
     /// Each poll pays per bucket a leader check and a `COPY` in PostgreSQL, seven stream commands in
-    /// Redis and a thread hand-off for each. At 150 ms instead of 100 the batches are half as many
-    /// again as large: ~5% more heartbeats/s on the shared two cores (monitor 2.9–3.3 µs per
+    /// Redis and a thread hand-off for each. At 150 ms instead of 100 the batches are 1.5 times as
+    /// large: ~5% more heartbeats/s on the shared two cores (monitor 2.9–3.3 µs per
     /// heartbeat against 3.2–4.7, p99 4.35–4.67 ms against 4.2–4.9; runs alternating, wrk -c64,
     /// 10,000 devices). At 200 ms and more p99 rose past 5 ms in some runs (bigger bursts of
     /// `COPY` work). History reaches PostgreSQL up to 50 ms later; status changes are not delayed.
