@@ -23,13 +23,7 @@ public enum RedisCommandEncoder {
 
     /// `$<len>\r\n<argument>\r\n`.
     static func appendBulk(_ argument: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "$"))
-        appendDecimal(argument.utf8.count, to: &out)
-        out.append(13)
-        out.append(10)
-        out.append(contentsOf: argument.utf8)
-        out.append(13)
-        out.append(10)
+        appendBulk(argument, "", to: &out)
     }
 
     /// `$<len>\r\n<prefix><rest>\r\n`: one argument written from two parts, without joining them first.
