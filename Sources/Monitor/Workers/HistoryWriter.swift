@@ -9,9 +9,13 @@ import RedisAdapter
 ///
 /// The stream is capped (the gateway's `MAXLEN ~`); were the writer to fall behind for long enough
 /// for the cap to be hit, the oldest unread rows are shed. That is the one place data may be lost,
-/// so it is detected, counted and logged (``beforeReading(stream:)``).
+/// so it is detected, counted and logged (``beforeReading(stream:group:)``).
 struct HistoryWriter: StreamBatchHandler {
     static let group = "history"
+    /// No pending list: Redis keeps no record per row in flight (~1 µs per heartbeat of its time).
+    /// A batch handed over twice (stored, then a crash before the group moved) is told apart by
+    /// its rows' `entry_id`, and readers skip the copy.
+    static let delivery = StreamDelivery.position
 
     let keys: KeySchema
     let redis: RedisClient
@@ -85,24 +89,28 @@ struct HistoryWriter: StreamBatchHandler {
 
     /// Entries the cap trimmed before this writer read them. Unread entries (the group's `lag`)
     /// are all still in the stream unless some were shed, because the writer only trims what it
-    /// has written: `lag > length` means at least `lag - length` rows were lost. The lag is read
-    /// first: a heartbeat added between the two reads then only makes the stream longer (the other
-    /// way round it made lag = length + 1, a false alarm). After Redis reloads its data the lag is
-    /// not exact; ``rebaselineReadCounts()`` sets it right before this runs again.
-    func beforeReading(stream: String) async throws {
-        guard let group = try await redis.xinfoGroups(stream).first(where: { $0.name == Self.group }) else { return }
+    /// has written: `lag > length` means at least `lag - length` rows were lost. The lag was read
+    /// first (`group`, by the worker): a heartbeat added between the two reads then only makes the
+    /// stream longer (the other way round it made lag = length + 1, a false alarm). After Redis
+    /// reloads its data the lag is not exact; ``rebaselineReadCounts()`` sets it right before this
+    /// runs again. Returns the group with the lost entries counted as read.
+    func beforeReading(stream: String, group: XInfoGroup) async throws -> XInfoGroup {
         let info = try await redis.xinfoStream(stream)
-        guard let lag = group.lag, lag > info.length else { return }
+        guard let lag = group.lag, lag > info.length else { return group }
         // Redis may have restarted since this round's check in `prepare`: its lag is then not
         // exact, and the next round sets it right before judging (a test under load saw this)
         if let runID = try? await redis.serverRunID() { redisRunID.observe(runID) }
-        if redisRunID.rebaselineDue { return }
+        if redisRunID.rebaselineDue { return group }
         metrics.historyShed.increment(by: lag - info.length)
         logger.error(
             "history stream cap hit: rows were shed before they reached PostgreSQL",
             metadata: ["stream": "\(stream)", "rows_lost": "\(lag - info.length)", "last_read": "\(group.lastDeliveredID)"])
         // count the lost entries as read so the same loss is reported once
+        var counted = group
+        counted.entriesRead = info.entriesAdded - info.length
+        counted.lag = info.length
         try await redis.xgroupSetID(stream, group: Self.group, id: group.lastDeliveredID, entriesRead: info.entriesAdded - info.length)
+        return counted
     }
 
     /// Sets each history group's count of entries read from what its stream holds: Redis does not

@@ -8,12 +8,19 @@ import Synchronization
 protocol StreamBatchHandler: Sendable {
     /// The consumer group's name.
     static var group: String { get }
+    /// How the group's entries are read and marked done (``StreamDelivery``).
+    static var delivery: StreamDelivery { get }
     /// The bucket's stream.
     func stream(bucket: Int) -> String
-    /// Stores what the entries carry. Only after it returns are they acknowledged and trimmed.
+    /// Stores what the entries carry. Only after it returns are they acknowledged (or the group's
+    /// position moved past them) and trimmed.
     func handle(_ entries: [StreamEntry], bucket: Int, lease: Leadership.Lease) async throws
-    /// Runs before new entries are read from `stream` (not before claimed ones).
+    /// ``StreamDelivery/pendingList``: runs before new entries are read from `stream` (not before
+    /// claimed ones).
     func beforeReading(stream: String) async throws
+    /// ``StreamDelivery/position``: runs before entries are read after `group`'s position; returns
+    /// the group as reading is to go on from it.
+    func beforeReading(stream: String, group: XInfoGroup) async throws -> XInfoGroup
     /// Runs before each round of draining, while leading (upkeep).
     func prepare(_ lease: Leadership.Lease) async throws
     /// A round failed with `error` (already logged).
@@ -21,17 +28,20 @@ protocol StreamBatchHandler: Sendable {
 }
 
 extension StreamBatchHandler {
+    static var delivery: StreamDelivery { .pendingList }
     func beforeReading(stream: String) async throws {}
+    func beforeReading(stream: String, group: XInfoGroup) async throws -> XInfoGroup { group }
     func prepare(_ lease: Leadership.Lease) async throws {}
     func failed(_ error: any Error, lease: Leadership.Lease) {}
 }
 
 /// Drains every bucket's stream with a consumer group for a ``StreamBatchHandler``: creates the
 /// groups (again after Redis lost them), claims entries left pending (by this consumer before a
-/// crash, or by a dead instance) before reading new ones, acknowledges a batch only after the
-/// handler stored it, and trims what was acknowledged — never past the lowest entry still pending
+/// crash, or by a dead instance) before reading new ones, marks a batch done only after the
+/// handler stored it, and trims what was marked done — never past the lowest entry still pending
 /// in the group, because another instance (an old leader not yet aware it lost the lock) may hold
-/// entries it read and has not stored, and a trimmed entry could not be claimed any more.
+/// entries it read and has not stored, and a trimmed entry could not be claimed any more. How
+/// entries are read and marked done is the handler's ``StreamBatchHandler/delivery``.
 ///
 /// While leading it drains every `pollInterval`, and at once again after a round that found entries
 /// (with ``lingers``: only after a round that found a full batch in some bucket).
@@ -156,12 +166,52 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
 
     /// One batch of the bucket: pending entries claimed first, else new ones. Returns how many.
     func drainOnce(bucket: Int, lease: Leadership.Lease) async throws -> Int {
+        switch Handler.delivery {
+        case .pendingList: try await drainWithPendingList(bucket: bucket, lease: lease)
+        case .position: try await drainAfterPosition(bucket: bucket, lease: lease)
+        }
+    }
+
+    /// ``StreamDelivery/pendingList``: claimed entries, else `XREADGROUP`; then `XACK`.
+    private func drainWithPendingList(bucket: Int, lease: Leadership.Lease) async throws -> Int {
         let stream = handler.stream(bucket: bucket)
         var entries = try await redis.xautoclaim(stream, group: Handler.group, consumer: consumer, count: batchSize).entries
         if entries.isEmpty {
             try await handler.beforeReading(stream: stream)
             entries = try await redis.xreadgroup(stream, group: Handler.group, consumer: consumer, count: batchSize)
         }
+        return try await storeAndAcknowledge(entries, stream: stream, bucket: bucket, lease: lease)
+    }
+
+    /// ``StreamDelivery/position``: the entries after the group's position, read with `XRANGE`; once
+    /// stored, the group moves past them (``RedisClient/advanceGroup(_:group:from:to:count:)``).
+    /// Entries an earlier version left pending in the group go first, claimed and acknowledged.
+    private func drainAfterPosition(bucket: Int, lease: Leadership.Lease) async throws -> Int {
+        let stream = handler.stream(bucket: bucket)
+        guard var group = try await redis.xinfoGroups(stream).first(where: { $0.name == Handler.group }) else {
+            // Redis lost the stream or the group: `drain` creates the group again next round
+            throw RedisError.server("NOGROUP no \(Handler.group) group on \(stream)")
+        }
+        if group.pending > 0 {
+            let claimed = try await redis.xautoclaim(stream, group: Handler.group, consumer: consumer, count: batchSize).entries
+            if !claimed.isEmpty { return try await storeAndAcknowledge(claimed, stream: stream, bucket: bucket, lease: lease) }
+        }
+        group = try await handler.beforeReading(stream: stream, group: group)
+        let entries = try await redis.xrange(stream, after: group.lastDeliveredID, count: batchSize)
+        // a lease that ended stores nothing more
+        guard let last = entries.last, let through = StreamID(last.id), leadership.holds(lease) else { return 0 }
+        try await handler.handle(entries, bucket: bucket, lease: lease)
+        let moved = try await redis.advanceGroup(
+            stream, group: Handler.group, from: group.lastDeliveredID, to: through, count: entries.count)
+        if !moved {
+            // stored all the same: the next round reads on from where the other instance left the group
+            logger.info("consumer group \(Handler.group): another instance moved the group meanwhile", metadata: ["stream": "\(stream)"])
+        }
+        return entries.count
+    }
+
+    /// Hands `entries` to the handler, then acknowledges and trims them. Returns how many.
+    private func storeAndAcknowledge(_ entries: [StreamEntry], stream: String, bucket: Int, lease: Leadership.Lease) async throws -> Int {
         // a lease that ended stores nothing more (the entries stay pending for the next leader)
         guard let last = entries.last, leadership.holds(lease) else { return 0 }
         try await handler.handle(entries, bucket: bucket, lease: lease)

@@ -1,3 +1,5 @@
+import HeartbeatDomain
+
 /// The stream and consumer-group commands, with typed replies (in the spirit of valkey-swift's
 /// `XAUTOCLAIMResponse`): the one place their command text and reply shapes are known.
 extension RedisClient {
@@ -20,6 +22,21 @@ extension RedisClient {
         let reply = try await execute(["XREADGROUP", "GROUP", group, consumer, "COUNT", String(count), "STREAMS", stream, ">"])
         guard let streams = reply.array, let first = streams.first?.array, first.count == 2 else { return [] }
         return StreamEntry.list(first[1])
+    }
+
+    /// `XRANGE stream (id + COUNT n`: up to `count` entries after `id`, oldest first.
+    public func xrange(_ stream: String, after id: String, count: Int) async throws -> [StreamEntry] {
+        StreamEntry.list(try await execute(["XRANGE", stream, "(" + id, "+", "COUNT", String(count)]))
+    }
+
+    /// Moves `group` on to `id`, past `count` more entries, and trims the entries up to `id`, in one
+    /// atomic step (``StreamGroupScript/advance``): only if the group is still at `expected` and
+    /// holds no pending entry. Returns whether it moved; when it did not, another instance moved
+    /// it or read with it meanwhile, and the group stays as they left it.
+    public func advanceGroup(_ stream: String, group: String, from expected: String, to id: StreamID, count: Int) async throws -> Bool {
+        let reply = try await run(
+            StreamGroupScript.advance, keys: [stream], arguments: [group, expected, id.description, String(count), id.successor.description])
+        return reply.integer == 1
     }
 
     /// `XACK`: the entries are done with.
@@ -64,7 +81,7 @@ extension RedisClient {
             }
             return XInfoGroup(
                 name: name, lastDeliveredID: delivered, pending: Int(Self.field("pending", in: fields)?.integer ?? 0),
-                lag: Self.field("lag", in: fields)?.integer.map(Int.init))
+                entriesRead: Self.field("entries-read", in: fields)?.integer.map(Int.init), lag: Self.field("lag", in: fields)?.integer.map(Int.init))
         }
     }
 
@@ -131,6 +148,8 @@ public struct XInfoGroup: Sendable, Equatable {
     public var lastDeliveredID: String
     /// Entries delivered and not yet acknowledged.
     public var pending: Int
+    /// Entries of the stream's whole history up to ``lastDeliveredID`` (`nil` when Redis cannot tell).
+    public var entriesRead: Int?
     /// Entries not yet delivered to the group (`nil` when Redis cannot tell).
     public var lag: Int?
 }
