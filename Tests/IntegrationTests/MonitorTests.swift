@@ -290,16 +290,21 @@ import Testing
         try Self.signalKafka(SIGUSR1)
         defer { try? Self.signalKafka(SIGUSR2) }
         try await Task.sleep(for: .milliseconds(1500))  // the mock takes up to a second to act on a signal
-        try await h.withMonitor { _ in
+        try await h.withMonitor { client in
+            @Sendable func backlogGauge() async throws -> Double? {
+                metricValue("monitor_outbox_backlog", in: String(buffer: try await client.execute(uri: "/metrics", method: .get).body))
+            }
             try await h.beat(id, token: token)
             #expect(try await h.eventually(.seconds(4)) { try await h.status(id)?.status == "online" })
             try await Task.sleep(for: .seconds(2))
             #expect(try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "1")
+            #expect(try await h.eventually(.seconds(3)) { try await backlogGauge() == 1 })
             try Self.signalKafka(SIGUSR2)
             #expect(
                 try await h.eventually(.seconds(20)) {
                     try await h.database.connection.query("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar == "0"
                 })
+            #expect(try await h.eventually(.seconds(3)) { try await backlogGauge() == 0 })
         }
         let events = try await h.kafkaEvents(for: [id.string]).filter { $0["type"] as? String == "device.online" }
         #expect(Set(events.compactMap { $0["event_id"] as? String }).count == 1)

@@ -41,7 +41,11 @@ struct OutboxRelay: Service {
     func relayOnce(_ lease: Leadership.Lease) async throws -> (published: Int, failed: Int) {
         var rows: [OutboxMessage] = []
         for topic in Self.topics { rows += try await outbox.unpublished(topic: topic, limit: batchSize) }
-        if rows.isEmpty || backlogCount.isDue(every: .seconds(1)) {
+        if rows.isEmpty {
+            // every topic's read found nothing: no backlog, and no query to learn it
+            metrics.outboxBacklog.record(0)
+            metrics.outboxOldestAge.record(0)
+        } else if backlogCount.isDue(every: .seconds(1)) {
             let backlog = try await outbox.backlog()
             metrics.outboxBacklog.record(backlog.rows)
             metrics.outboxOldestAge.record(backlog.oldestAgeSeconds)
