@@ -5,7 +5,9 @@ Every headline number is a ratio against baselines measured in the same run, on 
 machine, right before or after: nginx answering a fixed JSON 200, the gateway's own no-op route
 (GET /healthz), and the Go peer (../shared/peers/go-heartbeat: net/http + redigo running the
 project's own heartbeat script on the same Redis and devices). Each measurement is repeated
-(--runs, default 3, the order alternating between runs): min / median / max. Every heartbeat run
+(--runs, default 5, the order alternating between runs): min / median / max. Five, not three:
+rounds of one run spread by up to ±5% on this shared machine, and one slow or fast round moved a
+median of three by as much. Every heartbeat run
 also reads the CPU the gateway and Redis used (/proc) and the script's own time in Redis
 (INFO commandstats), per heartbeat.
 
@@ -20,7 +22,7 @@ import argparse, json, os, re, resource, shutil, signal, statistics, subprocess,
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 parser = argparse.ArgumentParser()
-parser.add_argument("--runs", type=int, default=3)
+parser.add_argument("--runs", type=int, default=5)
 parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
 parser.add_argument("--devices", type=int, default=10000)
 parser.add_argument("--connections", type=int, default=64)
