@@ -93,24 +93,20 @@ struct HistoryWriter: StreamBatchHandler {
     /// first (`group`, by the worker): a heartbeat added between the two reads then only makes the
     /// stream longer (the other way round it made lag = length + 1, a false alarm). After Redis
     /// reloads its data the lag is not exact; ``rebaselineReadCounts()`` sets it right before this
-    /// runs again. Returns the group with the lost entries counted as read.
-    func beforeReading(stream: String, group: XInfoGroup) async throws -> XInfoGroup {
+    /// runs again.
+    func beforeReading(stream: String, group: XInfoGroup) async throws {
         let info = try await redis.xinfoStream(stream)
-        guard let lag = group.lag, lag > info.length else { return group }
+        guard let lag = group.lag, lag > info.length else { return }
         // Redis may have restarted since this round's check in `prepare`: its lag is then not
         // exact, and the next round sets it right before judging (a test under load saw this)
         if let runID = try? await redis.serverRunID() { redisRunID.observe(runID) }
-        if redisRunID.rebaselineDue { return group }
+        if redisRunID.rebaselineDue { return }
         metrics.historyShed.increment(by: lag - info.length)
         logger.error(
             "history stream cap hit: rows were shed before they reached PostgreSQL",
             metadata: ["stream": "\(stream)", "rows_lost": "\(lag - info.length)", "last_read": "\(group.lastDeliveredID)"])
-        // count the lost entries as read so the same loss is reported once
-        var counted = group
-        counted.entriesRead = info.entriesAdded - info.length
-        counted.lag = info.length
+        // count the lost entries as read so the same loss is reported once (the position stays)
         try await redis.xgroupSetID(stream, group: Self.group, id: group.lastDeliveredID, entriesRead: info.entriesAdded - info.length)
-        return counted
     }
 
     /// Sets each history group's count of entries read from what its stream holds: Redis does not

@@ -18,9 +18,8 @@ protocol StreamBatchHandler: Sendable {
     /// ``StreamDelivery/pendingList``: runs before new entries are read from `stream` (not before
     /// claimed ones).
     func beforeReading(stream: String) async throws
-    /// ``StreamDelivery/position``: runs before entries are read after `group`'s position; returns
-    /// the group as reading is to go on from it.
-    func beforeReading(stream: String, group: XInfoGroup) async throws -> XInfoGroup
+    /// ``StreamDelivery/position``: runs before entries are read after `group`'s position.
+    func beforeReading(stream: String, group: XInfoGroup) async throws
     /// Runs before each round of draining, while leading (upkeep).
     func prepare(_ lease: Leadership.Lease) async throws
     /// A round failed with `error` (already logged).
@@ -30,7 +29,7 @@ protocol StreamBatchHandler: Sendable {
 extension StreamBatchHandler {
     static var delivery: StreamDelivery { .pendingList }
     func beforeReading(stream: String) async throws {}
-    func beforeReading(stream: String, group: XInfoGroup) async throws -> XInfoGroup { group }
+    func beforeReading(stream: String, group: XInfoGroup) async throws {}
     func prepare(_ lease: Leadership.Lease) async throws {}
     func failed(_ error: any Error, lease: Leadership.Lease) {}
 }
@@ -188,7 +187,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
     /// Entries an earlier version left pending in the group go first, claimed and acknowledged.
     private func drainAfterPosition(bucket: Int, lease: Leadership.Lease) async throws -> Int {
         let stream = handler.stream(bucket: bucket)
-        guard var group = try await redis.xinfoGroups(stream).first(where: { $0.name == Handler.group }) else {
+        guard let group = try await redis.xinfoGroups(stream).first(where: { $0.name == Handler.group }) else {
             // Redis lost the stream or the group: `drain` creates the group again next round
             throw RedisError.server("NOGROUP no \(Handler.group) group on \(stream)")
         }
@@ -196,7 +195,7 @@ final class StreamWorker<Handler: StreamBatchHandler>: Service {
             let claimed = try await redis.xautoclaim(stream, group: Handler.group, consumer: consumer, count: batchSize).entries
             if !claimed.isEmpty { return try await storeAndAcknowledge(claimed, stream: stream, bucket: bucket, lease: lease) }
         }
-        group = try await handler.beforeReading(stream: stream, group: group)
+        try await handler.beforeReading(stream: stream, group: group)
         let entries = try await redis.xrange(stream, after: group.lastDeliveredID, count: batchSize)
         // a lease that ended stores nothing more
         guard let last = entries.last, let through = StreamID(last.id), leadership.holds(lease) else { return 0 }
