@@ -6,8 +6,6 @@ import RedisAdapter
 struct RedisHeartbeatStore: HeartbeatStore {
     let redis: RedisClient
     let keys: KeySchema
-    let minimumInterval: Duration
-    let historyStreamCap: Int
     /// Each bucket's keys and key prefixes, built once: building the seven keys per heartbeat
     /// (string interpolation, an allocation each, the device's bucket hashed three more times)
     /// was most of the script call's cost, ~8% of the gateway's samples.
@@ -34,8 +32,6 @@ struct RedisHeartbeatStore: HeartbeatStore {
     init(redis: RedisClient, keys: KeySchema, minimumInterval: Duration, historyStreamCap: Int) {
         self.redis = redis
         self.keys = keys
-        self.minimumInterval = minimumInterval
-        self.historyStreamCap = historyStreamCap
         bucketKeys = keys.allBuckets.map { BucketKeys(keys, bucket: $0) }
         minimumIntervalArgument = String(Int64(minimumInterval / .milliseconds(1)))
         historyStreamCapArgument = String(historyStreamCap)

@@ -42,9 +42,7 @@ public struct RedisScriptCall: Sendable {
 
     /// Appends the next key.
     public mutating func appendKey(_ key: String) {
-        missing -= 1
-        if routingKey == nil { routingKey = key }
-        RedisCommandEncoder.appendBulk(key, to: &evalsha)
+        appendKey(key, "")
     }
 
     /// Appends the next key, `prefix` followed by `rest` (a per-bucket prefix and a device id), as
